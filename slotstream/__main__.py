@@ -1,0 +1,5 @@
+"""``python -m slotstream`` runs the CLI."""
+
+from slotstream.cli import main
+
+main()

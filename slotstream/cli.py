@@ -1,0 +1,161 @@
+"""The single ``slotstream`` command line.
+
+Settings are read once here (:func:`slotstream.settings.load_settings`) and passed
+down; every :class:`~slotstream.errors.SlotstreamError` is printed as a one-paragraph
+error with exit code 1.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.status import Status
+from rich.table import Table
+
+from slotstream.errors import SlotstreamError
+from slotstream.settings import Settings, load_settings
+
+__all__ = ["app", "main"]
+
+console = Console(stderr=True)
+app = typer.Typer(help="slotstream: track how bookable capacity changes over time.", no_args_is_help=True)
+stack_app = typer.Typer(
+    help="The local Docker-less stack (Kafka, PostgreSQL/TimescaleDB).", no_args_is_help=True
+)
+topics_app = typer.Typer(help="Kafka topics declared in slotstream.topics.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+app.add_typer(topics_app, name="topics")
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings = ctx.obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    ctx.obj = load_settings()
+
+
+@stack_app.command("up")
+def stack_up(ctx: typer.Context) -> None:
+    """Install (cached), start and wait for every service; a no-op when running."""
+    from slotstream.stack import services
+
+    settings = _settings(ctx)
+    for service in services(settings):
+        with console.status(f"[bold]{service.name}[/]: checking") as status:
+            service.start(_reporter(status, service.name))
+        console.print(f"[green]✓[/] {service.name} up")
+    _print_status(settings)
+
+
+@stack_app.command("down")
+def stack_down(ctx: typer.Context) -> None:
+    """Stop every service (reverse order); leaves no process behind."""
+    from slotstream.stack import services
+
+    for service in reversed(services(_settings(ctx))):
+        with console.status(f"stopping {service.name}"):
+            service.stop()
+        console.print(f"[green]✓[/] {service.name} stopped")
+
+
+@stack_app.command("status")
+def stack_status(ctx: typer.Context) -> None:
+    """Pid, address, version and health of each service; exit 1 if any is unhealthy."""
+    if not _print_status(_settings(ctx)):
+        raise typer.Exit(1)
+
+
+@stack_app.command("logs")
+def stack_logs(
+    ctx: typer.Context,
+    service: Annotated[str | None, typer.Argument(help="kafka or timescaledb; all if omitted")] = None,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="lines per log")] = 40,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines")] = False,
+) -> None:
+    """Print (or follow) the services' log files."""
+    from slotstream.stack import services
+
+    chosen = [s for s in services(_settings(ctx)) if service in (None, s.name)]
+    if not chosen:
+        raise SlotstreamError(f"no service named {service!r}")
+    paths = [str(s.log_path) for s in chosen]
+    cmd = ["tail", "-n", str(lines), *(["-F"] if follow else []), *paths]
+    subprocess.run(cmd, check=False)
+
+
+def _reporter(status: Status, name: str) -> Callable[[str], None]:
+    """Progress of a long step: the spinner's text, plus a timestamped log line."""
+
+    def report(line: str) -> None:
+        status.update(f"[bold]{name}[/]: {line}")
+        console.log(f"{name}: {line}")
+
+    return report
+
+
+def _print_status(settings: Settings) -> bool:
+    from slotstream.stack import services
+
+    out = Console(soft_wrap=True)
+    all_healthy = True
+    for service in services(settings):
+        st = service.status()
+        all_healthy &= st.healthy
+        state = (
+            "[green]healthy[/]"
+            if st.healthy
+            else ("[yellow]unhealthy[/]" if st.running else "[red]stopped[/]")
+        )
+        out.print(f"[bold]{st.name:<12}[/] {state}  pid {st.pid or '-'}  {st.address}  {st.version}")
+        out.print(f"{'':<13}log {st.log}")
+        if st.detail:
+            out.print(f"{'':<13}[yellow]{st.detail}[/]")
+    return all_healthy
+
+
+@topics_app.command("create")
+def topics_create(ctx: typer.Context) -> None:
+    """Create every declared topic that is missing (idempotent)."""
+    from slotstream.kafka_admin import ensure_topics
+
+    created = ensure_topics(_settings(ctx).kafka.bootstrap_servers)
+    console.print(f"[green]✓[/] topics ready ({len(created)} created: {', '.join(created) or 'none'})")
+
+
+@topics_app.command("list")
+def topics_list(ctx: typer.Context) -> None:
+    """The declared topics and whether the broker has them."""
+    from slotstream.kafka_admin import existing_topics
+    from slotstream.topics import ALL_TOPICS
+
+    have = existing_topics(_settings(ctx).kafka.bootstrap_servers)
+    table = Table(title="slotstream topics")
+    for column in ("topic", "partitions", "cleanup", "exists", "description"):
+        table.add_column(column)
+    for spec in ALL_TOPICS:
+        exists = have.get(spec.name)
+        table.add_row(
+            spec.name,
+            str(spec.partitions),
+            spec.cleanup_policy,
+            "yes" if exists is not None else "[red]no[/]",
+            spec.description,
+        )
+    Console().print(table)
+
+
+def main() -> None:
+    """Entry point of the ``slotstream`` script."""
+    try:
+        app()
+    except SlotstreamError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise SystemExit(1) from None

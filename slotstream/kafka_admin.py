@@ -1,0 +1,60 @@
+"""Create and inspect the topics declared in :mod:`slotstream.topics` (kafka-python admin)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from slotstream.errors import TopicError
+from slotstream.topics import ALL_TOPICS, TopicSpec
+
+__all__ = ["ensure_topics", "existing_topics"]
+
+
+def existing_topics(bootstrap_servers: str) -> dict[str, int]:
+    """Topic name -> partition count of every topic on the broker."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    try:
+        return {
+            t["name"]: len(t["partitions"]) for t in admin.describe_topics() if not t["name"].startswith("__")
+        }
+    finally:
+        admin.close()
+
+
+def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec] = ALL_TOPICS) -> list[str]:
+    """Create each missing topic of ``specs``; returns the names created.
+
+    Idempotent. Raises :class:`TopicError` when a topic exists with another partition
+    count (consumers rely on key -> partition staying put) or the broker refuses.
+    """
+    specs = list(specs)
+    have = existing_topics(bootstrap_servers)
+    for spec in specs:
+        if spec.name in have and have[spec.name] != spec.partitions:
+            raise TopicError(
+                f"topic {spec.name} exists with {have[spec.name]} partitions, declared "
+                f"{spec.partitions}; changing it would move keys between partitions"
+            )
+    missing = [s for s in specs if s.name not in have]
+    if not missing:
+        return []
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    try:
+        new = [
+            NewTopic(
+                name=s.name, num_partitions=s.partitions, replication_factor=1, topic_configs=s.configs()
+            )
+            for s in missing
+        ]
+        try:
+            admin.create_topics(new, timeout_ms=30_000)
+        except TopicAlreadyExistsError:
+            pass  # created concurrently: fine, that is the goal
+        except KafkaError as exc:
+            raise TopicError(f"creating topics failed: {exc}") from exc
+    finally:
+        admin.close()
+    return [s.name for s in missing]
