@@ -8,6 +8,7 @@ error with exit code 1.
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from collections.abc import Callable
 from typing import Annotated
 
@@ -28,7 +29,9 @@ stack_app = typer.Typer(
 )
 topics_app = typer.Typer(help="Kafka topics declared in slotstream.topics.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
+schema_app = typer.Typer(help="JSON Schemas of the wire contract.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
+app.add_typer(schema_app, name="schema")
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -126,7 +129,8 @@ def topics_create(ctx: typer.Context) -> None:
     """Create every declared topic that is missing (idempotent)."""
     from slotstream.kafka_admin import ensure_topics
 
-    created = ensure_topics(_settings(ctx).kafka.bootstrap_servers)
+    kafka = _settings(ctx).kafka
+    created = ensure_topics(kafka.bootstrap_servers, kafka.topics.specs())
     console.print(f"[green]✓[/] topics ready ({len(created)} created: {', '.join(created) or 'none'})")
 
 
@@ -134,13 +138,13 @@ def topics_create(ctx: typer.Context) -> None:
 def topics_list(ctx: typer.Context) -> None:
     """The declared topics and whether the broker has them."""
     from slotstream.kafka_admin import existing_topics
-    from slotstream.topics import ALL_TOPICS
 
-    have = existing_topics(_settings(ctx).kafka.bootstrap_servers)
+    kafka = _settings(ctx).kafka
+    have = existing_topics(kafka.bootstrap_servers)
     table = Table(title="slotstream topics")
     for column in ("topic", "partitions", "cleanup", "exists", "description"):
         table.add_column(column)
-    for spec in ALL_TOPICS:
+    for spec in kafka.topics.specs():
         exists = have.get(spec.name)
         table.add_row(
             spec.name,
@@ -150,6 +154,17 @@ def topics_list(ctx: typer.Context) -> None:
             spec.description,
         )
     Console().print(table)
+
+
+@schema_app.command("export")
+def schema_export(
+    directory: Annotated[Path | None, typer.Argument(help="default: slotstream/schemas")] = None,
+) -> None:
+    """Write one JSON Schema per record type (for non-Python consumers)."""
+    from slotstream.schemas import SCHEMA_DIR, export
+
+    for path in export(directory or SCHEMA_DIR):
+        console.print(f"wrote {path}")
 
 
 def main() -> None:

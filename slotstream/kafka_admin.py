@@ -8,7 +8,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from slotstream.errors import TopicError
-from slotstream.topics import ALL_TOPICS, TopicSpec
+from slotstream.topics import Topics, TopicSpec
 
 __all__ = ["ensure_topics", "existing_topics"]
 
@@ -24,13 +24,14 @@ def existing_topics(bootstrap_servers: str) -> dict[str, int]:
         admin.close()
 
 
-def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec] = ALL_TOPICS) -> list[str]:
-    """Create each missing topic of ``specs``; returns the names created.
+def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec] | None = None) -> list[str]:
+    """Create each missing topic of ``specs`` (default: all declared, default prefix);
+    returns the names created.
 
     Idempotent. Raises :class:`TopicError` when a topic exists with another partition
     count (consumers rely on key -> partition staying put) or the broker refuses.
     """
-    specs = list(specs)
+    specs = list(Topics().specs() if specs is None else specs)
     have = existing_topics(bootstrap_servers)
     for spec in specs:
         if spec.name in have and have[spec.name] != spec.partitions:

@@ -16,12 +16,16 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from slotstream.topics import Topics
+
 __all__ = [
     "GrafanaSettings",
     "KafkaSettings",
     "PostgresSettings",
     "Settings",
+    "SinkSettings",
     "StackSettings",
+    "StreamSettings",
     "load_settings",
 ]
 
@@ -61,6 +65,12 @@ class KafkaSettings(_Group):
     heap: str = "1g"
     #: Seconds to wait for the broker to answer a metadata request after start.
     start_timeout_s: float = 90.0
+    #: Prefix of every slotstream topic (see slotstream.topics).
+    topic_prefix: str = "slotstream."
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
 
     @property
     def host(self) -> str:
@@ -82,6 +92,8 @@ class PostgresSettings(_Group):
     #: Not 5432, so the local stack never collides with a system PostgreSQL.
     port: int = 5433
     database: str = "slotstream"
+    #: Schema holding slotstream's tables (created by the sink's migrations).
+    db_schema: str = Field("slotstream", pattern=r"^[a-z_][a-z0-9_]*$")
     user: str = "slotstream"
     password: SecretStr = SecretStr("slotstream")
     reader_user: str = "slotstream_reader"
@@ -97,6 +109,31 @@ class PostgresSettings(_Group):
             f"host={self.host} port={self.port} dbname={self.database} "
             f"user={user} password={secret.get_secret_value()}"
         )
+
+
+class StreamSettings(_Group):
+    """The Faust stream worker (``slotstream stream``)."""
+
+    #: Faust app id: the consumer group and the prefix of its changelog topics.
+    app_id: str = "slotstream-stream"
+    #: Records per batch (``Stream.take``) and the longest wait for a batch, seconds.
+    batch_size: int = Field(2000, ge=1)
+    batch_within_s: float = Field(0.2, gt=0)
+    #: Rooms per hotel; hotel capacity is not in the data. Defaults: the peak of rooms
+    #: held at once in hotel_bookings.csv.gz (shared/data/README.md).
+    hotel_capacity: dict[str, int] = Field(default_factory=lambda: {"Resort Hotel": 188, "City Hotel": 235})
+    #: Capacity of a hotel missing from ``hotel_capacity``.
+    default_capacity: int = Field(200, ge=1)
+
+
+class SinkSettings(_Group):
+    """The TimescaleDB sink (``slotstream sink``)."""
+
+    #: Kafka consumer group of the sink.
+    group_id: str = "slotstream-sink"
+    #: Records per database transaction at most, and the longest wait for them (ms).
+    batch_size: int = Field(5000, ge=1)
+    batch_wait_ms: int = Field(200, ge=0)
 
 
 class GrafanaSettings(_Group):
@@ -138,6 +175,8 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     postgres: PostgresSettings = PostgresSettings()
     grafana: GrafanaSettings = GrafanaSettings()
+    stream: StreamSettings = StreamSettings()
+    sink: SinkSettings = SinkSettings()
     stack: StackSettings = Field(default_factory=StackSettings)
     #: Folder with the real input data (``hotel_bookings.csv.gz``, ``store_monitoring/``).
     data_dir: Path = _REPO_ROOT.parent / "shared" / "data"

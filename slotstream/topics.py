@@ -1,5 +1,9 @@
 """Every Kafka topic slotstream owns, declared in one place.
 
+Full names are ``<prefix><suffix>``; the prefix is ``Settings.kafka.topic_prefix``
+(default ``slotstream.``, so e.g. ``slotstream.availability-changes``), which lets tests
+and parallel deployments use their own namespace.
+
 Other teams consume these topics, so names, partition counts and cleanup policies are
 part of the wire contract. A topic that holds the *latest* state per key is compacted;
 a topic that holds *events* is retained by time. ``slotstream topics create`` creates
@@ -9,17 +13,18 @@ them (idempotently); the broker itself never auto-creates topics
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
-__all__ = ["ALL_TOPICS", "TopicSpec", "by_name"]
+__all__ = ["ALL_TOPICS", "TopicSpec", "Topics", "by_name"]
 
 _DAY_MS = 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
 class TopicSpec:
-    """One topic: ``name``, ``partitions`` (count), ``cleanup_policy`` and its configs.
+    """One topic: ``name`` (the suffix after the prefix), ``partitions`` (count),
+    ``cleanup_policy`` and its configs.
 
     ``retention_ms`` (milliseconds, -1 = forever) applies to ``delete`` topics only.
     """
@@ -40,7 +45,7 @@ class TopicSpec:
 
 
 BOOKING_EVENTS = TopicSpec(
-    name="slotstream.booking-events",
+    name="booking-events",
     partitions=4,
     cleanup_policy="delete",
     retention_ms=-1,
@@ -48,13 +53,13 @@ BOOKING_EVENTS = TopicSpec(
     "resource's events stay ordered. Kept forever: the source of truth for replays.",
 )
 OBSERVATIONS = TopicSpec(
-    name="slotstream.observations",
+    name="observations",
     partitions=4,
     cleanup_policy="delete",
     description="Availability observations from producers, keyed by source|resource|slot.",
 )
 AVAILABILITY_CHANGES = TopicSpec(
-    name="slotstream.availability-changes",
+    name="availability-changes",
     partitions=4,
     cleanup_policy="delete",
     retention_ms=-1,
@@ -62,20 +67,20 @@ AVAILABILITY_CHANGES = TopicSpec(
     "changed, keyed like observations.",
 )
 AVAILABILITY_CURRENT = TopicSpec(
-    name="slotstream.availability-current",
+    name="availability-current",
     partitions=4,
     cleanup_policy="compact",
     description="Latest state per source|resource|slot (compacted).",
 )
 BOOKING_COUNTS = TopicSpec(
-    name="slotstream.booking-counts",
+    name="booking-counts",
     partitions=4,
     cleanup_policy="compact",
     description="Daily and monthly created/cancelled/net counts per hotel; the key is "
     "resource|period|bucket, the value the latest count (compacted).",
 )
 DEAD_LETTER = TopicSpec(
-    name="slotstream.dead-letter",
+    name="dead-letter",
     partitions=1,
     cleanup_policy="delete",
     retention_ms=-1,
@@ -92,8 +97,46 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Topics:
+    """Full topic names under one prefix: ``Topics("slotstream.").changes`` etc."""
+
+    prefix: str = "slotstream."
+
+    def name(self, spec: TopicSpec) -> str:
+        return f"{self.prefix}{spec.name}"
+
+    @property
+    def booking_events(self) -> str:
+        return self.name(BOOKING_EVENTS)
+
+    @property
+    def observations(self) -> str:
+        return self.name(OBSERVATIONS)
+
+    @property
+    def changes(self) -> str:
+        return self.name(AVAILABILITY_CHANGES)
+
+    @property
+    def current(self) -> str:
+        return self.name(AVAILABILITY_CURRENT)
+
+    @property
+    def booking_counts(self) -> str:
+        return self.name(BOOKING_COUNTS)
+
+    @property
+    def dead_letter(self) -> str:
+        return self.name(DEAD_LETTER)
+
+    def specs(self) -> list[TopicSpec]:
+        """Every declared topic with its full name."""
+        return [replace(spec, name=self.name(spec)) for spec in ALL_TOPICS]
+
+
 def by_name(name: str) -> TopicSpec:
-    """The declared topic called ``name``; raises ``KeyError`` if none is."""
+    """The declared topic whose suffix is ``name``; raises ``KeyError`` if none is."""
     for spec in ALL_TOPICS:
         if spec.name == name:
             return spec

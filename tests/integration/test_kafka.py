@@ -14,7 +14,7 @@ from kafka.admin import KafkaAdminClient
 from slotstream.errors import TopicError
 from slotstream.kafka_admin import ensure_topics, existing_topics
 from slotstream.settings import Settings
-from slotstream.topics import ALL_TOPICS, TopicSpec
+from slotstream.topics import Topics, TopicSpec
 from tests.conftest import TopicFactory
 
 pytestmark = pytest.mark.integration
@@ -114,7 +114,7 @@ def test_topics_create_is_idempotent(stack: Settings) -> None:
     ensure_topics(stack.kafka.bootstrap_servers)
     assert ensure_topics(stack.kafka.bootstrap_servers) == []
     have = existing_topics(stack.kafka.bootstrap_servers)
-    for spec in ALL_TOPICS:
+    for spec in Topics().specs():
         assert have[spec.name] == spec.partitions
 
 
@@ -124,7 +124,7 @@ def test_declared_cleanup_policies_reach_the_broker(stack: Settings) -> None:
     ensure_topics(stack.kafka.bootstrap_servers)
     admin = KafkaAdminClient(bootstrap_servers=stack.kafka.bootstrap_servers)
     try:
-        for spec in ALL_TOPICS:
+        for spec in Topics().specs():
             result = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, spec.name)])
             entries = result["topic"][spec.name]
             for key, value in spec.configs().items():
