@@ -8,8 +8,8 @@ error with exit code 1.
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
