@@ -24,9 +24,7 @@ __all__ = ["app", "main"]
 
 console = Console(stderr=True)
 app = typer.Typer(help="slotstream: track how bookable capacity changes over time.", no_args_is_help=True)
-stack_app = typer.Typer(
-    help="The local Docker-less stack (Kafka, PostgreSQL/TimescaleDB).", no_args_is_help=True
-)
+stack_app = typer.Typer(help="The local Docker-less stack (Kafka, PostgreSQL/TimescaleDB).", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics declared in slotstream.topics.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 schema_app = typer.Typer(help="JSON Schemas of the wire contract.", no_args_is_help=True)
@@ -112,11 +110,7 @@ def _print_status(settings: Settings) -> bool:
     for service in services(settings):
         st = service.status()
         all_healthy &= st.healthy
-        state = (
-            "[green]healthy[/]"
-            if st.healthy
-            else ("[yellow]unhealthy[/]" if st.running else "[red]stopped[/]")
-        )
+        state = "[green]healthy[/]" if st.healthy else ("[yellow]unhealthy[/]" if st.running else "[red]stopped[/]")
         out.print(f"[bold]{st.name:<12}[/] {state}  pid {st.pid or '-'}  {st.address}  {st.version}")
         out.print(f"{'':<13}log {st.log}")
         if st.detail:
@@ -154,6 +148,44 @@ def topics_list(ctx: typer.Context) -> None:
             spec.description,
         )
     Console().print(table)
+
+
+produce_app = typer.Typer(help="Producers: replay real exports into Kafka.", no_args_is_help=True)
+app.add_typer(produce_app, name="produce")
+
+
+@produce_app.command("hotel-bookings")
+def produce_hotel_bookings(
+    ctx: typer.Context,
+    path: Annotated[Path | None, typer.Argument(help="gzip CSV; default <data_dir>/hotel_bookings.csv.gz")] = None,
+    speed: Annotated[float | None, typer.Option("--speed", help="replay N times faster than event time")] = None,
+    max_: Annotated[bool, typer.Option("--max", help="as fast as possible (the default)")] = False,
+) -> None:
+    """Replay the hotel booking demand dataset as booking events (created / cancelled)."""
+    import asyncio
+
+    from producers.hotel_bookings import produce_hotel_bookings as produce
+
+    if speed is not None and max_:
+        raise typer.BadParameter("--speed and --max exclude each other")
+    summary = asyncio.run(produce(_settings(ctx), path, speed=speed, progress=True))
+    Console().print(summary.render())
+
+
+@app.command("stream")
+def stream(ctx: typer.Context) -> None:
+    """Run the Faust stream worker (booking ledger, change detection) until stopped."""
+    from streams.app import main as run_stream
+
+    run_stream(_settings(ctx))
+
+
+@app.command("sink")
+def sink(ctx: typer.Context) -> None:
+    """Run the TimescaleDB sink (change events, intervals, current state) until stopped."""
+    from sinks.runner import main as run_sink
+
+    run_sink(_settings(ctx))
 
 
 @schema_app.command("export")

@@ -90,9 +90,7 @@ def parse(model: type[M], raw: bytes | str) -> M:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '<record>'}: {e['msg']}" for e in exc.errors()[:5]
-        )
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<record>'}: {e['msg']}" for e in exc.errors()[:5])
         raise ContractError(f"invalid {model.__name__}: {problems}") from None
 
 

@@ -17,9 +17,7 @@ def existing_topics(bootstrap_servers: str) -> dict[str, int]:
     """Topic name -> partition count of every topic on the broker."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
     try:
-        return {
-            t["name"]: len(t["partitions"]) for t in admin.describe_topics() if not t["name"].startswith("__")
-        }
+        return {t["name"]: len(t["partitions"]) for t in admin.describe_topics() if not t["name"].startswith("__")}
     finally:
         admin.close()
 
@@ -45,9 +43,7 @@ def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec] | None = No
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
     try:
         new = [
-            NewTopic(
-                name=s.name, num_partitions=s.partitions, replication_factor=1, topic_configs=s.configs()
-            )
+            NewTopic(name=s.name, num_partitions=s.partitions, replication_factor=1, topic_configs=s.configs())
             for s in missing
         ]
         try:

@@ -106,8 +106,7 @@ class PostgresSettings(_Group):
         user = self.reader_user if reader else self.user
         secret = self.reader_password if reader else self.password
         return (
-            f"host={self.host} port={self.port} dbname={self.database} "
-            f"user={user} password={secret.get_secret_value()}"
+            f"host={self.host} port={self.port} dbname={self.database} user={user} password={secret.get_secret_value()}"
         )
 
 

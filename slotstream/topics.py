@@ -63,8 +63,7 @@ AVAILABILITY_CHANGES = TopicSpec(
     partitions=4,
     cleanup_policy="delete",
     retention_ms=-1,
-    description="Change events: emitted only when free, capacity or status of a slot "
-    "changed, keyed like observations.",
+    description="Change events: emitted only when free, capacity or status of a slot changed, keyed like observations.",
 )
 AVAILABILITY_CURRENT = TopicSpec(
     name="availability-current",

@@ -195,9 +195,7 @@ class KafkaBroker:
 
         def ready() -> bool:
             if proc.poll() is not None:
-                raise BuildError(
-                    f"Kafka exited with code {proc.returncode}; see {self._log}\n{tail(self._log)}"
-                )
+                raise BuildError(f"Kafka exited with code {proc.returncode}; see {self._log}\n{tail(self._log)}")
             return broker_answers(k.bootstrap_servers, timeout_s=2.0)
 
         try:

@@ -50,9 +50,7 @@ def timescaledb_version(conninfo: str) -> str | None:
 def _missing_packages(names: list[str]) -> list[str]:
     missing = []
     for name in names:
-        out = subprocess.run(
-            ["dpkg-query", "-W", "-f=${Status}", name], capture_output=True, text=True, check=False
-        )
+        out = subprocess.run(["dpkg-query", "-W", "-f=${Status}", name], capture_output=True, text=True, check=False)
         if "install ok installed" not in out.stdout:
             missing.append(name)
     return missing
@@ -104,9 +102,7 @@ class PostgresServer:
             return
         report(f"apt-get install {' '.join(missing)}")
         self._apt("update", what="apt-get update")
-        self._apt(
-            "install", "-y", "--no-install-recommends", *missing, what="Installing " + " ".join(missing)
-        )
+        self._apt("install", "-y", "--no-install-recommends", *missing, what="Installing " + " ".join(missing))
 
     def install(self, report: Report) -> None:
         """Install PostgreSQL 15 and build TimescaleDB once (~1 min cold)."""
@@ -163,8 +159,7 @@ class PostgresServer:
         )
         if not self._as_root:
             raise MissingToolError(
-                f"TimescaleDB is built in {tree}/build; installing it needs root: "
-                f"make -C {tree}/build install"
+                f"TimescaleDB is built in {tree}/build; installing it needs root: make -C {tree}/build install"
             )
         run_logged(["make", "-C", "build", "install"], self._build_log, "Installing TimescaleDB", cwd=tree)
         shutil.rmtree(src_root, ignore_errors=True)
@@ -249,15 +244,11 @@ class PostgresServer:
         try:
             run_logged(self._as_server_user(cmd), self._log, "Starting PostgreSQL")
         except BuildError as exc:
-            raise ServiceNotReadyError(
-                f"PostgreSQL did not start; see {self._log}\n{tail(self._log)}"
-            ) from exc
+            raise ServiceNotReadyError(f"PostgreSQL did not start; see {self._log}\n{tail(self._log)}") from exc
         self._bootstrap()
         version = self._probe()
         if version != versions.TIMESCALEDB_VERSION:
-            raise ServiceNotReadyError(
-                f"timescaledb extension is {version}, expected {versions.TIMESCALEDB_VERSION}"
-            )
+            raise ServiceNotReadyError(f"timescaledb extension is {version}, expected {versions.TIMESCALEDB_VERSION}")
 
     def _bootstrap(self) -> None:
         """Create roles, database and extension (idempotent; see sql/bootstrap.sql)."""

@@ -145,6 +145,4 @@ def run_logged(cmd: Sequence[str | os.PathLike[str]], log: Path, what: str, **kw
             **kw,  # type: ignore[call-overload]
         )
     if result.returncode != 0:
-        raise BuildError(
-            f"{what} failed (exit {result.returncode}); see {log}\n--- last lines ---\n{tail(log)}"
-        )
+        raise BuildError(f"{what} failed (exit {result.returncode}); see {log}\n--- last lines ---\n{tail(log)}")
