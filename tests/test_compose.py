@@ -112,10 +112,7 @@ def test_healthchecks_and_ordering() -> None:
 
 def test_named_volumes_declared() -> None:
     used = {
-        v.split(":")[0]
-        for s in SERVICES.values()
-        for v in s.get("volumes", [])
-        if not v.startswith((".", "/", "$"))
+        v.split(":")[0] for s in SERVICES.values() for v in s.get("volumes", []) if not v.startswith((".", "/", "$"))
     }
     assert used and used <= set(COMPOSE["volumes"])
 
@@ -131,9 +128,7 @@ def test_secrets_come_from_env_file_without_defaults() -> None:
     assert referenced <= example, referenced - example
     for var in ("POSTGRES_SUPERUSER_PASSWORD", "SLOTSTREAM_DB_PASSWORD", "GRAFANA_ADMIN_PASSWORD"):
         assert re.search(r"\$\{" + var + r":\?", text), f"{var} must be required, not defaulted"
-        assert re.search(rf"^{var}=$", (ROOT / ".env.example").read_text(), re.M), (
-            f"{var} shipped with a value"
-        )
+        assert re.search(rf"^{var}=$", (ROOT / ".env.example").read_text(), re.M), f"{var} shipped with a value"
 
 
 def test_pom_default_kafka_version_matches() -> None:

@@ -66,9 +66,7 @@ def test_aiokafka_idempotent_round_trip(stack: Settings, make_topic: TopicFactor
 
 def test_kafka_python_idempotent_round_trip(stack: Settings, make_topic: TopicFactory) -> None:
     topic = make_topic()
-    producer = KafkaProducer(
-        bootstrap_servers=stack.kafka.bootstrap_servers, enable_idempotence=True, acks="all"
-    )
+    producer = KafkaProducer(bootstrap_servers=stack.kafka.bootstrap_servers, enable_idempotence=True, acks="all")
     for i in range(100):
         producer.send(topic, key=b"k", value=str(i).encode())
     producer.flush()

@@ -53,9 +53,7 @@ def _cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Comp
         check=False,
     )
     if check and result.returncode != 0:
-        pytest.fail(
-            f"slotstream {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-        )
+        pytest.fail(f"slotstream {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
 
 

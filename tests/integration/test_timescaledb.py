@@ -37,8 +37,7 @@ def test_hypertable_insert_and_time_bucket(db: psycopg.Connection) -> None:
         with db.cursor() as cur:
             cur.executemany(f"INSERT INTO {table} VALUES (%s, %s, %s)", rows)
         buckets = db.execute(
-            f"SELECT time_bucket('1 day', time) AS day, min(free), count(*) FROM {table} "
-            "GROUP BY day ORDER BY day"
+            f"SELECT time_bucket('1 day', time) AS day, min(free), count(*) FROM {table} GROUP BY day ORDER BY day"
         ).fetchall()
         assert [(b[1], b[2]) for b in buckets] == [(77, 24), (53, 24), (29, 24)]
         chunks = db.execute(

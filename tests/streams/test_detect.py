@@ -4,8 +4,8 @@ duplicates, reordering and crashes between outputs and table writes."""
 from __future__ import annotations
 
 import random
-from itertools import pairwise
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
