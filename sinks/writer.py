@@ -1,0 +1,706 @@
+"""Write one batch of contract records into slotstream's tables, in one transaction.
+
+:func:`write_batch` is idempotent and order-insensitive: applying a batch twice, or
+the same records split into batches applied in any order, or redelivered, leaves the
+same table content (``availability_current.updated_at`` aside, which records when the
+sink last *changed* a row, so it only moves when content does). That is what lets the
+runner commit Kafka offsets after the database: a crash in between only causes a
+redelivery, and a redelivery is harmless.
+
+How each table stays a function of the *set* of records seen:
+
+- ``availability_changes``, ``booking_events``, ``dead_letters``: insert, ignore
+  duplicates of the key (the first stored copy stays).
+- ``availability_current`` (seed 001 HutAvailability) and ``booking_counts`` (seed 002):
+  upsert only when the incoming ``last_seq`` is ``>=`` the stored one (monotonic), and
+  only when content differs.
+- ``state_intervals`` (seed 001 HutAvailabilityHistory): one row per change, keyed
+  ``(key, first_seen = observed_at, first_seq = seq)``. Each AvailabilityCurrent extends
+  the row of its open interval (``first_seen``, ``first_seq``): ``last_seen`` and
+  ``observations`` only grow (GREATEST). A row is closed by its *successor*: the next
+  change of the key by ``(observed_at, seq)`` in ``availability_changes``, giving
+  ``ended_at`` = its ``observed_at`` and ``last_seen`` = GREATEST(own last_seen, its
+  ``previous_last_seen``). The successor is looked up in the table rather than taken
+  from the change's ``previous_first_seen``, because sources with date-only timestamps
+  (the hotel data) emit several changes of one key with the same ``observed_at``: then
+  several rows share ``first_seen`` and only ``seq`` tells them apart, which the change
+  does not carry for its previous interval. Recomputing from the stored set also
+  corrects a row whose successor arrives late (out of order or after a gap).
+
+Within a batch, records of one key are first reduced in Python (:func:`reduce_batch`) so
+that no ``INSERT ... ON CONFLICT DO UPDATE`` meets the same row twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import astuple, dataclass, field, fields
+from datetime import datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.pq import TransactionStatus
+
+from sinks.errors import SinkError
+from slotstream.contract import (
+    AvailabilityChange,
+    AvailabilityCurrent,
+    BookingCount,
+    BookingEvent,
+    DeadLetter,
+    SlotStatus,
+)
+
+__all__ = [
+    "IntervalExtension",
+    "ReducedBatch",
+    "SinkBatch",
+    "WriteCounts",
+    "reduce_batch",
+    "write_batch",
+]
+
+V = TypeVar("V")
+
+
+@dataclass
+class SinkBatch:
+    """Parsed contract records to write together, per kind, in arrival order."""
+
+    changes: list[AvailabilityChange] = field(default_factory=list)
+    currents: list[AvailabilityCurrent] = field(default_factory=list)
+    booking_events: list[BookingEvent] = field(default_factory=list)
+    booking_counts: list[BookingCount] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return (
+            len(self.changes)
+            + len(self.currents)
+            + len(self.booking_events)
+            + len(self.booking_counts)
+            + len(self.dead_letters)
+        )
+
+
+@dataclass(frozen=True)
+class WriteCounts:
+    """Rows written by :func:`write_batch` (or summed over many calls with ``+``).
+
+    ``records``: records in the batch(es). ``changes``, ``booking_events``,
+    ``dead_letters``: rows inserted (duplicates are not counted). ``currents``,
+    ``booking_counts``: rows inserted or updated (stale or identical records are not).
+    ``intervals``: ``state_intervals`` rows inserted or extended; ``intervals_closed``:
+    rows whose end (``ended_at``, ``last_seen``) was set or corrected.
+    """
+
+    records: int = 0
+    changes: int = 0
+    currents: int = 0
+    booking_events: int = 0
+    booking_counts: int = 0
+    dead_letters: int = 0
+    intervals: int = 0
+    intervals_closed: int = 0
+
+    def __add__(self, other: WriteCounts) -> WriteCounts:
+        return WriteCounts(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    @property
+    def rows(self) -> int:
+        """Every row inserted or updated, all tables together."""
+        return sum(getattr(self, f.name) for f in fields(self) if f.name != "records")
+
+
+# -- the pure part: reducing a batch ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IntervalExtension:
+    """What the AvailabilityCurrent records of a batch say about one state interval
+    ``(key, first_seen, first_seq)``: it lasted at least until ``last_seen`` (UTC) and
+    was observed ``observations`` times (the largest values seen). The state columns are
+    those of the record with the highest ``last_seq`` (later wins ties)."""
+
+    key: str
+    source: str
+    resource_id: str
+    slot: str
+    slot_start: datetime
+    capacity: int | None
+    free: int | None
+    status: SlotStatus
+    occupancy_percent: float | None
+    first_seen: datetime
+    first_seq: int
+    last_seen: datetime
+    observations: int
+    last_seq: int
+
+    @property
+    def interval(self) -> tuple[str, datetime, int]:
+        return (self.key, self.first_seen, self.first_seq)
+
+    @classmethod
+    def of(cls, cur: AvailabilityCurrent) -> IntervalExtension:
+        return cls(
+            key=cur.key,
+            source=cur.source,
+            resource_id=cur.resource_id,
+            slot=cur.slot,
+            slot_start=cur.slot_start,
+            capacity=cur.current.capacity,
+            free=cur.current.free,
+            status=cur.current.status,
+            occupancy_percent=cur.occupancy_percent,
+            first_seen=cur.first_seen,
+            first_seq=cur.first_seq,
+            last_seen=cur.last_seen,
+            observations=cur.observations,
+            last_seq=cur.last_seq,
+        )
+
+    def merge(self, later: IntervalExtension) -> IntervalExtension:
+        """Both extensions of the same interval as one (``later`` arrived after ``self``)."""
+        base = later if later.last_seq >= self.last_seq else self
+        return IntervalExtension(
+            **{
+                **{f.name: getattr(base, f.name) for f in fields(base)},
+                "last_seen": max(self.last_seen, later.last_seen),
+                "observations": max(self.observations, later.observations),
+            }
+        )
+
+
+def _count_key(c: BookingCount) -> tuple[str, str, str, Any]:
+    return (c.source, c.resource_id, c.period, c.bucket)
+
+
+@dataclass(frozen=True)
+class ReducedBatch:
+    """A batch with at most one record per table row, as :func:`write_batch` applies it.
+
+    - ``changes`` / ``booking_events`` / ``dead_letters``: one per key
+      ``(key, observed_at, seq)`` / ``(event_id, event_time)`` / ``(stage, key)``, the
+      first one (like ``ON CONFLICT DO NOTHING``).
+    - ``currents``: one per key, the highest ``last_seq`` (a later record wins a tie).
+    - ``booking_counts``: one per ``(source, resource_id, period, bucket)``, same rule.
+    - ``extensions``: one per interval of *every* current, including currents that lost
+      to a later one of their key (their interval still lasted that long).
+
+    Lists are sorted by key so that concurrent writers lock rows in the same order.
+    """
+
+    changes: list[AvailabilityChange]
+    currents: list[AvailabilityCurrent]
+    booking_events: list[BookingEvent]
+    booking_counts: list[BookingCount]
+    dead_letters: list[DeadLetter]
+    extensions: list[IntervalExtension]
+
+    def merge(self, later: ReducedBatch) -> ReducedBatch:
+        """The reduction of this batch's records followed by ``later``'s: for any batches
+        ``a``, ``b``: ``reduce(a + b) == reduce(a).merge(reduce(b))``, the rule the
+        tables follow across :func:`write_batch` calls."""
+        r = _Reducer()
+        for batch in (self, later):
+            r.add(batch.changes, batch.currents, batch.booking_events, batch.booking_counts, batch.dead_letters)
+            for ext in batch.extensions:
+                r.add_extension(ext)
+        return r.result()
+
+
+class _Reducer:
+    def __init__(self) -> None:
+        self.changes: dict[tuple[str, datetime, int], AvailabilityChange] = {}
+        self.currents: dict[str, AvailabilityCurrent] = {}
+        self.events: dict[tuple[str, datetime], BookingEvent] = {}
+        self.counts: dict[tuple[str, str, str, Any], BookingCount] = {}
+        self.dead: dict[tuple[str, str], DeadLetter] = {}
+        self.extensions: dict[tuple[str, datetime, int], IntervalExtension] = {}
+
+    def add(
+        self,
+        changes: Iterable[AvailabilityChange] = (),
+        currents: Iterable[AvailabilityCurrent] = (),
+        booking_events: Iterable[BookingEvent] = (),
+        booking_counts: Iterable[BookingCount] = (),
+        dead_letters: Iterable[DeadLetter] = (),
+    ) -> None:
+        for c in changes:
+            self.changes.setdefault((c.key, c.observed_at, c.seq), c)
+        for cur in currents:
+            have = self.currents.get(cur.key)
+            if have is None or cur.last_seq >= have.last_seq:
+                self.currents[cur.key] = cur
+            self.add_extension(IntervalExtension.of(cur))
+        for e in booking_events:
+            self.events.setdefault((e.event_id, e.event_time), e)
+        for n in booking_counts:
+            k = _count_key(n)
+            had = self.counts.get(k)
+            if had is None or n.last_seq >= had.last_seq:
+                self.counts[k] = n
+        for d in dead_letters:
+            self.dead.setdefault((d.stage, d.key), d)
+
+    def add_extension(self, ext: IntervalExtension) -> None:
+        have = self.extensions.get(ext.interval)
+        self.extensions[ext.interval] = ext if have is None else have.merge(ext)
+
+    def result(self) -> ReducedBatch:
+        return ReducedBatch(
+            changes=_by_key(self.changes),
+            currents=_by_key(self.currents),
+            booking_events=_by_key(self.events),
+            booking_counts=_by_key(self.counts),
+            dead_letters=_by_key(self.dead),
+            extensions=_by_key(self.extensions),
+        )
+
+
+def _by_key(d: Mapping[Any, V]) -> list[V]:
+    return [d[k] for k in sorted(d)]
+
+
+def reduce_batch(batch: SinkBatch) -> ReducedBatch:
+    """At most one record per table row (see :class:`ReducedBatch`); pure, no I/O."""
+    r = _Reducer()
+    r.add(batch.changes, batch.currents, batch.booking_events, batch.booking_counts, batch.dead_letters)
+    return r.result()
+
+
+# -- the database part ------------------------------------------------------------------
+
+_Cols = tuple[tuple[str, str], ...]
+
+_CHANGE_COLS: _Cols = (
+    ("key", "text"),
+    ("source", "text"),
+    ("resource_id", "text"),
+    ("slot", "text"),
+    ("slot_start", "timestamptz"),
+    ("slot_end", "timestamptz"),
+    ("observed_at", "timestamptz"),
+    ("seq", "bigint"),
+    ("event_id", "text"),
+    ("prev_capacity", "integer"),
+    ("prev_free", "integer"),
+    ("prev_status", "text"),
+    ("capacity", "integer"),
+    ("free", "integer"),
+    ("status", "text"),
+    ("delta_free", "integer"),
+    ("previous_first_seen", "timestamptz"),
+    ("previous_last_seen", "timestamptz"),
+    ("previous_duration_s", "double precision"),
+    ("occupancy_percent", "double precision"),
+    ("occupancy_steps", "integer"),
+    ("occupancy_status", "text"),
+    ("attributes", "jsonb"),
+)
+_CURRENT_COLS: _Cols = (
+    ("key", "text"),
+    ("source", "text"),
+    ("resource_id", "text"),
+    ("slot", "text"),
+    ("slot_start", "timestamptz"),
+    ("slot_end", "timestamptz"),
+    ("capacity", "integer"),
+    ("free", "integer"),
+    ("status", "text"),
+    ("occupancy_percent", "double precision"),
+    ("occupancy_steps", "integer"),
+    ("occupancy_status", "text"),
+    ("first_seen", "timestamptz"),
+    ("last_seen", "timestamptz"),
+    ("first_seq", "bigint"),
+    ("last_seq", "bigint"),
+    ("observations", "integer"),
+    ("attributes", "jsonb"),
+)
+_EVENT_COLS: _Cols = (
+    ("event_id", "text"),
+    ("event_time", "timestamptz"),
+    ("seq", "bigint"),
+    ("kind", "text"),
+    ("booking_id", "text"),
+    ("source", "text"),
+    ("resource_id", "text"),
+    ("arrival_date", "date"),
+    ("nights", "integer"),
+    ("lead_time_days", "integer"),
+    ("rooms", "integer"),
+    ("schema_version", "smallint"),
+)
+_COUNT_COLS: _Cols = (
+    ("source", "text"),
+    ("resource_id", "text"),
+    ("period", "text"),
+    ("bucket", "date"),
+    ("created", "integer"),
+    ("cancelled", "integer"),
+    ("net", "integer"),
+    ("last_seq", "bigint"),
+)
+_DEAD_COLS: _Cols = (
+    ("stage", "text"),
+    ("dl_key", "text"),
+    ("failed_at", "timestamptz"),
+    ("error", "text"),
+    ("raw", "text"),
+    ("raw_encoding", "text"),
+    ("origin", "jsonb"),
+)
+_EXT_COLS: _Cols = (
+    ("key", "text"),
+    ("source", "text"),
+    ("resource_id", "text"),
+    ("slot", "text"),
+    ("slot_start", "timestamptz"),
+    ("capacity", "integer"),
+    ("free", "integer"),
+    ("status", "text"),
+    ("occupancy_percent", "double precision"),
+    ("first_seen", "timestamptz"),
+    ("first_seq", "bigint"),
+    ("last_seen", "timestamptz"),
+    ("observations", "integer"),
+)
+# State columns of an interval: taken from its change when there is one (a change wins
+# over an AvailabilityCurrent, so the result does not depend on which came first).
+_INTERVAL_STATE = ("source", "resource_id", "slot", "slot_start", "capacity", "free", "status", "occupancy_percent")
+
+# Temp staging tables, created once per session; ON COMMIT DELETE ROWS empties them at
+# every commit without the catalog churn of creating and dropping tables per batch.
+_STAGES: dict[str, _Cols] = {
+    "slotstream_stage_changes": _CHANGE_COLS,
+    "slotstream_stage_current": _CURRENT_COLS,
+    "slotstream_stage_events": _EVENT_COLS,
+    "slotstream_stage_counts": _COUNT_COLS,
+    "slotstream_stage_dead": _DEAD_COLS,
+    "slotstream_stage_ext": _EXT_COLS,
+}
+
+
+def _names(cols: _Cols | Sequence[str], prefix: str | None = None) -> sql.Composable:
+    names = [c if isinstance(c, str) else c[0] for c in cols]
+    if prefix is None:
+        return sql.SQL(", ").join(map(sql.Identifier, names))
+    return sql.SQL(", ").join(sql.Identifier(prefix, n) for n in names)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _change_row(c: AvailabilityChange) -> tuple[Any, ...]:
+    prev = c.previous
+    return (
+        c.key,
+        c.source,
+        c.resource_id,
+        c.slot,
+        c.slot_start,
+        c.slot_end,
+        c.observed_at,
+        c.seq,
+        c.event_id,
+        None if prev is None else prev.capacity,
+        None if prev is None else prev.free,
+        None if prev is None else prev.status,
+        c.current.capacity,
+        c.current.free,
+        c.current.status,
+        c.delta_free,
+        c.previous_first_seen,
+        c.previous_last_seen,
+        c.previous_duration_s,
+        c.occupancy_percent,
+        c.occupancy_steps,
+        c.occupancy_status,
+        _json(c.attributes),
+    )
+
+
+def _current_row(c: AvailabilityCurrent) -> tuple[Any, ...]:
+    return (
+        c.key,
+        c.source,
+        c.resource_id,
+        c.slot,
+        c.slot_start,
+        c.slot_end,
+        c.current.capacity,
+        c.current.free,
+        c.current.status,
+        c.occupancy_percent,
+        c.occupancy_steps,
+        c.occupancy_status,
+        c.first_seen,
+        c.last_seen,
+        c.first_seq,
+        c.last_seq,
+        c.observations,
+        _json(c.attributes),
+    )
+
+
+def _event_row(e: BookingEvent) -> tuple[Any, ...]:
+    return (
+        e.event_id,
+        e.event_time,
+        e.seq,
+        e.kind,
+        e.booking_id,
+        e.source,
+        e.resource_id,
+        e.arrival_date,
+        e.nights,
+        e.lead_time_days,
+        e.rooms,
+        e.schema_version,
+    )
+
+
+def _count_row(n: BookingCount) -> tuple[Any, ...]:
+    return (n.source, n.resource_id, n.period, n.bucket, n.created, n.cancelled, n.net, n.last_seq)
+
+
+def _dead_row(d: DeadLetter) -> tuple[Any, ...]:
+    return (d.stage, d.key, d.failed_at, d.error, d.raw, d.raw_encoding, d.origin.model_dump_json())
+
+
+def _ext_row(x: IntervalExtension) -> tuple[Any, ...]:
+    return (
+        x.key,
+        x.source,
+        x.resource_id,
+        x.slot,
+        x.slot_start,
+        x.capacity,
+        x.free,
+        x.status,
+        x.occupancy_percent,
+        x.first_seen,
+        x.first_seq,
+        x.last_seen,
+        x.observations,
+    )
+
+
+def _copy(cur: psycopg.Cursor[Any], table: str, rows: Iterable[tuple[Any, ...]]) -> None:
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), _names(_STAGES[table]))
+    with cur.copy(stmt) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _upsert_set(cols: Sequence[str]) -> sql.Composable:
+    return sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in cols)
+
+
+def _statements(schema: str) -> dict[str, sql.Composed]:
+    s = sql.Identifier(schema)
+    change_cols = _names(_CHANGE_COLS)
+    current_names = [c for c, _ in _CURRENT_COLS if c != "key"]
+    count_names = [c for c, _ in _COUNT_COLS if c not in ("source", "resource_id", "period", "bucket")]
+    interval_cols = sql.SQL(
+        "key, source, resource_id, slot, slot_start, capacity, free, status, occupancy_percent, "
+        "first_seen, last_seen, current_last_seen, first_seq, observations"
+    )
+    # last_seen, current_last_seen and observations only grow: merging is a max, so the
+    # order in which changes and currents of an interval arrive does not matter.
+    grow = sql.SQL(
+        "current_last_seen = GREATEST(si.current_last_seen, EXCLUDED.current_last_seen), "
+        "last_seen = GREATEST(si.last_seen, EXCLUDED.last_seen), "
+        "observations = GREATEST(si.observations, EXCLUDED.observations)"
+    )
+    grows = sql.SQL(
+        "(EXCLUDED.current_last_seen > si.current_last_seen OR EXCLUDED.last_seen > si.last_seen "
+        "OR EXCLUDED.observations > si.observations)"
+    )
+    return {
+        "changes": sql.SQL(
+            "INSERT INTO {s}.availability_changes ({cols}) SELECT {cols} FROM slotstream_stage_changes "
+            "ON CONFLICT DO NOTHING"
+        ).format(s=s, cols=change_cols),
+        "intervals_from_changes": sql.SQL(
+            "INSERT INTO {s}.state_intervals AS si ({icols}) "
+            "SELECT key, source, resource_id, slot, slot_start, capacity, free, status, occupancy_percent, "
+            "observed_at, observed_at, observed_at, seq, 1 FROM slotstream_stage_changes "
+            "ON CONFLICT (key, first_seen, first_seq) DO UPDATE SET {state}, {grow} "
+            "WHERE ({si_state}) IS DISTINCT FROM ({ex_state}) OR {grows}"
+        ).format(
+            s=s,
+            icols=interval_cols,
+            state=_upsert_set(_INTERVAL_STATE),
+            grow=grow,
+            si_state=_names(_INTERVAL_STATE, "si"),
+            ex_state=_names(_INTERVAL_STATE, "excluded"),
+            grows=grows,
+        ),
+        "intervals_from_currents": sql.SQL(
+            "INSERT INTO {s}.state_intervals AS si ({icols}) "
+            "SELECT key, source, resource_id, slot, slot_start, capacity, free, status, occupancy_percent, "
+            "first_seen, last_seen, last_seen, first_seq, observations FROM slotstream_stage_ext "
+            "ON CONFLICT (key, first_seen, first_seq) DO UPDATE SET {grow} WHERE {grows}"
+        ).format(s=s, icols=interval_cols, grow=grow, grows=grows),
+        # Rows whose successor may have changed: every row this batch wrote, and the row
+        # just before each new change. The successor of a row is the next change of its key
+        # by (observed_at, seq); its previous_last_seen counts only when it names this row's
+        # first_seen as its previous interval (else it describes an interval we lack).
+        "close_intervals": sql.SQL(
+            """
+            WITH touched AS (
+                SELECT key, observed_at AS first_seen, seq AS first_seq FROM slotstream_stage_changes
+                UNION
+                SELECT key, first_seen, first_seq FROM slotstream_stage_ext
+                UNION
+                SELECT p.key, p.first_seen, p.first_seq
+                FROM slotstream_stage_changes b
+                CROSS JOIN LATERAL (
+                    SELECT si.key, si.first_seen, si.first_seq FROM {s}.state_intervals si
+                    WHERE si.key = b.key AND si.first_seen <= b.observed_at
+                      AND (si.first_seen, si.first_seq) < (b.observed_at, b.seq)
+                    ORDER BY si.first_seen DESC, si.first_seq DESC
+                    LIMIT 1
+                ) p
+            ),
+            successor AS (
+                SELECT t.key, t.first_seen, t.first_seq, nx.observed_at, nx.seq,
+                       nx.previous_first_seen, nx.previous_last_seen
+                FROM touched t
+                CROSS JOIN LATERAL (
+                    SELECT c.observed_at, c.seq, c.previous_first_seen, c.previous_last_seen
+                    FROM {s}.availability_changes c
+                    WHERE c.key = t.key AND c.observed_at >= t.first_seen
+                      AND (c.observed_at, c.seq) > (t.first_seen, t.first_seq)
+                    ORDER BY c.observed_at, c.seq
+                    LIMIT 1
+                ) nx
+            ),
+            closing AS (
+                SELECT s.key, s.first_seen, s.first_seq, s.observed_at AS ended_at, s.seq AS ended_seq,
+                       GREATEST(si.current_last_seen,
+                                CASE WHEN s.previous_first_seen = s.first_seen THEN s.previous_last_seen END)
+                           AS last_seen
+                FROM successor s
+                JOIN {s}.state_intervals si
+                  ON si.key = s.key AND si.first_seen = s.first_seen AND si.first_seq = s.first_seq
+                WHERE (si.ended_at, si.ended_seq) IS DISTINCT FROM (s.observed_at, s.seq)
+                   OR si.last_seen IS DISTINCT FROM GREATEST(si.current_last_seen,
+                        CASE WHEN s.previous_first_seen = s.first_seen THEN s.previous_last_seen END)
+            )
+            UPDATE {s}.state_intervals si
+            SET ended_at = cl.ended_at, ended_seq = cl.ended_seq, last_seen = cl.last_seen
+            FROM closing cl
+            WHERE si.key = cl.key AND si.first_seen = cl.first_seen AND si.first_seq = cl.first_seq
+            """
+        ).format(s=s),
+        "currents": sql.SQL(
+            "INSERT INTO {s}.availability_current AS t ({cols}, updated_at) "
+            "SELECT {cols}, now() FROM slotstream_stage_current "
+            "ON CONFLICT (key) DO UPDATE SET {set}, updated_at = EXCLUDED.updated_at "
+            "WHERE EXCLUDED.last_seq >= t.last_seq AND ({t_cols}) IS DISTINCT FROM ({ex_cols})"
+        ).format(
+            s=s,
+            cols=_names(_CURRENT_COLS),
+            set=_upsert_set(current_names),
+            t_cols=_names(current_names, "t"),
+            ex_cols=_names(current_names, "excluded"),
+        ),
+        "booking_events": sql.SQL(
+            "INSERT INTO {s}.booking_events ({cols}) SELECT {cols} FROM slotstream_stage_events ON CONFLICT DO NOTHING"
+        ).format(s=s, cols=_names(_EVENT_COLS)),
+        "booking_counts": sql.SQL(
+            "INSERT INTO {s}.booking_counts AS t ({cols}) SELECT {cols} FROM slotstream_stage_counts "
+            "ON CONFLICT (source, resource_id, period, bucket) DO UPDATE SET {set} "
+            "WHERE EXCLUDED.last_seq >= t.last_seq AND ({t_cols}) IS DISTINCT FROM ({ex_cols})"
+        ).format(
+            s=s,
+            cols=_names(_COUNT_COLS),
+            set=_upsert_set(count_names),
+            t_cols=_names(count_names, "t"),
+            ex_cols=_names(count_names, "excluded"),
+        ),
+        "dead_letters": sql.SQL(
+            "INSERT INTO {s}.dead_letters ({cols}) SELECT {cols} FROM slotstream_stage_dead ON CONFLICT DO NOTHING"
+        ).format(s=s, cols=_names(_DEAD_COLS)),
+    }
+
+
+_STAGE_DDL = sql.SQL("; ").join(
+    sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
+        sql.Identifier(name),
+        sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in cols),
+    )
+    for name, cols in _STAGES.items()
+)
+
+
+def write_batch(conn: psycopg.Connection[Any], batch: SinkBatch, *, schema: str | None = None) -> WriteCounts:
+    """Write ``batch`` into the tables of ``schema`` in one transaction; returns the counts.
+
+    ``schema`` defaults to the connection's ``current_schema()``. ``conn`` must be outside
+    a transaction (autocommit or idle): the transaction commits before this returns, so
+    the caller may acknowledge the records afterwards. Each kind is COPYed into a temp
+    staging table, then moved with one ``INSERT ... SELECT`` per table (see the module
+    docstring for the rules).
+
+    Raises :class:`SinkError` when ``conn`` is inside a transaction. Database errors
+    propagate after the transaction rolled back (nothing of the batch is kept): a
+    ``psycopg.errors.DataError`` / ``IntegrityError`` means a record the database refuses
+    (e.g. an integer beyond 32 bits, a NUL character in text); ``OperationalError`` a
+    lost connection.
+    """
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        raise SinkError("write_batch() commits its own transaction: pass a connection outside one")
+    red = reduce_batch(batch)
+    with conn.transaction(), conn.cursor() as cur:
+        if schema is None:
+            row = cur.execute("SELECT current_schema()").fetchone()
+            if row is None or row[0] is None:
+                raise SinkError("no schema given and the connection's search_path names none that exists")
+            schema = str(row[0])
+        stmts = _statements(schema)
+        cur.execute(_STAGE_DDL)
+
+        def run(name: str) -> int:
+            cur.execute(stmts[name])
+            return max(cur.rowcount, 0)
+
+        changes = intervals = closed = currents = events = counts = dead = 0
+        if red.changes:
+            _copy(cur, "slotstream_stage_changes", map(_change_row, red.changes))
+            changes = run("changes")
+            intervals += run("intervals_from_changes")
+        if red.extensions:
+            _copy(cur, "slotstream_stage_ext", map(_ext_row, red.extensions))
+            intervals += run("intervals_from_currents")
+        if red.changes or red.extensions:
+            closed = run("close_intervals")
+        if red.currents:
+            _copy(cur, "slotstream_stage_current", map(_current_row, red.currents))
+            currents = run("currents")
+        if red.booking_events:
+            _copy(cur, "slotstream_stage_events", map(_event_row, red.booking_events))
+            events = run("booking_events")
+        if red.booking_counts:
+            _copy(cur, "slotstream_stage_counts", map(_count_row, red.booking_counts))
+            counts = run("booking_counts")
+        if red.dead_letters:
+            _copy(cur, "slotstream_stage_dead", map(_dead_row, red.dead_letters))
+            dead = run("dead_letters")
+    return WriteCounts(
+        records=len(batch),
+        changes=changes,
+        currents=currents,
+        booking_events=events,
+        booking_counts=counts,
+        dead_letters=dead,
+        intervals=intervals,
+        intervals_closed=closed,
+    )
