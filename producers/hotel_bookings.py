@@ -477,15 +477,19 @@ class ProduceSummary:
         """A :class:`rich.table.Table` of the summary (``Any``: rich is imported lazily)."""
         from rich.table import Table
 
-        table = Table(title=f"hotel bookings → {self.events_topic}", show_header=False)
-        table.add_column("what", style="bold")
-        table.add_column("value", justify="right")
+        table = Table(
+            title=f"hotel bookings → {self.events_topic}",
+            caption=f"dead letters → {self.dead_letter_topic}",
+            show_header=False,
+        )
+        table.add_column("what", style="bold", no_wrap=True)
+        table.add_column("value", justify="right", overflow="fold")
         table.add_row("file", self.path)
         table.add_row("rows read", f"{self.rows:,}")
         table.add_row("bad rows", f"{self.bad_rows:,}")
         table.add_row("events created", f"{self.created:,}")
         table.add_row("events cancelled", f"{self.cancelled:,}")
-        table.add_row(f"dead letters → {self.dead_letter_topic}", f"{self.dead_letters:,}")
+        table.add_row("dead letters", f"{self.dead_letters:,}")
         table.add_row("pace", "as fast as possible" if self.speed is None else f"{self.speed:g}× event time")
         table.add_row("read", f"{self.read_s:.2f} s")
         table.add_row("elapsed (read + send + acks)", f"{self.elapsed_s:.2f} s")
@@ -549,7 +553,6 @@ async def produce_hotel_bookings(
     topics = settings.kafka.topics
     replay = await asyncio.to_thread(read_booking_events, path)
     read_s = time.perf_counter() - started
-    await _check_topics(settings, [topics.booking_events, topics.dead_letter])
 
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka.bootstrap_servers,
@@ -560,8 +563,11 @@ async def produce_hotel_bookings(
         max_batch_size=_MAX_BATCH_BYTES,
     )
     try:
+        # Started before the topic check: it fails at once when nothing listens, where
+        # kafka-python's admin client would retry for 30 s first.
         await producer.start()
     except KafkaError as exc:
+        await producer.stop()  # releases what start() opened before failing
         raise ProduceError(
             f"cannot connect to Kafka at {settings.kafka.bootstrap_servers} ({exc}); "
             "is the stack up (`slotstream stack up`)?"
@@ -569,6 +575,7 @@ async def produce_hotel_bookings(
 
     bar = _Progress(progress, replay)
     try:
+        await _check_topics(settings, [topics.booking_events, topics.dead_letter])
         with bar:
             acks = _Acks(_ACK_CHUNK)
             for letter in replay.dead_letters:

@@ -148,6 +148,17 @@ def test_missing_topics_fail_fast_with_the_fix(stack: Settings, tmp_path: Path) 
         asyncio.run(produce_hotel_bookings(lonely, path, progress=False))
 
 
+def test_unreachable_kafka_fails_fast(settings: Settings, tmp_path: Path) -> None:
+    path = write_gz(tmp_path / "one.csv.gz", [row()])
+    nowhere = settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": "127.0.0.1:1"})}
+    )
+    started = time.perf_counter()
+    with pytest.raises(ProduceError, match="slotstream stack up"):
+        asyncio.run(produce_hotel_bookings(nowhere, path, progress=False))
+    assert time.perf_counter() - started < 10
+
+
 def test_speed_must_be_positive(settings: Settings, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="speed must be > 0"):
         asyncio.run(produce_hotel_bookings(settings, tmp_path / "x.csv.gz", speed=0))
