@@ -42,6 +42,7 @@ from slotstream.settings import Settings
 
 __all__ = [
     "DEFAULT_FILE",
+    "REQUIRED_COLUMNS",
     "SOURCE",
     "STAGE",
     "Booking",
@@ -414,7 +415,8 @@ def read_booking_events(path: Path) -> HotelReplay:
     """Read ``path`` (gzip CSV; an uncompressed CSV is accepted too) and derive its
     booking events and dead letters, see :func:`parse_booking_csv` for the rules.
 
-    Takes about a second for the full file (119,390 rows). Raises
+    Takes ~2 s for the full file (119,390 rows, 162,407 events; over half of it is
+    pydantic validating each event against the contract). Raises
     :class:`HotelDataError` when the file is missing, unreadable, a corrupt gzip stream,
     or has no usable header.
     """
