@@ -54,9 +54,13 @@ test: up lint ## Run everything: start the stack, lint, run pytest against the r
 
 .PHONY: demo
 demo: up ## Main job: run the pipeline on the real data in ../shared/data
-	$(BIN)/python -m slotstream.demo
+	$(SLOT) demo
 
 .PHONY: fmt
 fmt: venv ## Format the code
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+.PHONY: bench-replay
+bench-replay: up ## Benchmark: full hotel replay end to end (median of 3) beside the raw ceilings
+	$(BIN)/python -m bench.replay --runs 3

@@ -172,6 +172,14 @@ def produce_hotel_bookings(
     Console().print(summary.render())
 
 
+@app.command("demo")
+def demo(ctx: typer.Context) -> None:
+    """Main job: replay the hotel data through Kafka → Faust → TimescaleDB and summarise."""
+    from slotstream.demo import run_demo
+
+    run_demo(_settings(ctx), Console())
+
+
 @app.command("stream")
 def stream(ctx: typer.Context) -> None:
     """Run the Faust stream worker (booking ledger, change detection) until stopped."""

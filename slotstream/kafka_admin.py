@@ -55,3 +55,30 @@ def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec] | None = No
     finally:
         admin.close()
     return [s.name for s in missing]
+
+
+def consumer_lag(bootstrap_servers: str, group_id: str, topics: Iterable[str]) -> int:
+    """Messages of ``topics`` not yet committed by consumer group ``group_id`` (a count).
+
+    A partition the group never committed counts in full (from its beginning offset).
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers)
+    try:
+        committed = admin.list_group_offsets(group_id).get(group_id, {})
+        partitions = [
+            TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        ends = consumer.end_offsets(partitions)
+        starts = consumer.beginning_offsets(partitions)
+        lag = 0
+        for tp in partitions:
+            meta = committed.get(tp)
+            position = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
+            lag += max(ends[tp] - position, 0)
+        return lag
+    finally:
+        consumer.close()
+        admin.close()

@@ -30,7 +30,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from slotstream.contract import AvailabilityChange, AvailabilityCurrent, AvailabilityObservation, SlotState
+from slotstream.contract import AvailabilityChange, AvailabilityCurrent, AvailabilityObservation, SlotState, occupancy
 
 __all__ = ["BatchResult", "Detection", "Tracker", "current_of", "detect", "detect_batch"]
 
@@ -77,7 +77,11 @@ def _change(obs: AvailabilityObservation, t: Tracker) -> AvailabilityChange:
     if t.previous_first_seen is not None:
         duration = (obs.observed_at - t.previous_first_seen).total_seconds()
     key = obs.key
+    percent, steps, status = occupancy(t.state.capacity, t.state.free)
     return AvailabilityChange(
+        occupancy_percent=percent,
+        occupancy_steps=steps,
+        occupancy_status=status,
         event_id=f"{key}@{obs.observed_at.isoformat()}#{obs.seq}",
         key=key,
         source=obs.source,
@@ -97,6 +101,11 @@ def _change(obs: AvailabilityObservation, t: Tracker) -> AvailabilityChange:
     )
 
 
+def _same(obs: AvailabilityObservation, state: SlotState) -> bool:
+    # Field by field: cheaper than building a SlotState for every observation.
+    return obs.free == state.free and obs.capacity == state.capacity and obs.status == state.status
+
+
 def detect(tracker: Tracker | None, obs: AvailabilityObservation) -> Detection:
     """Apply one observation to a slot's tracker (None: never seen); see the module doc.
 
@@ -104,10 +113,9 @@ def detect(tracker: Tracker | None, obs: AvailabilityObservation) -> Detection:
     first sight to this change, as seed 001 closes a history entry at the time of the
     change; ``previous_last_seen`` is its last confirming observation.
     """
-    state = obs.state
     if tracker is None:
         new = Tracker(
-            state=state,
+            state=obs.state,
             first_seen=obs.observed_at,
             first_seq=obs.seq,
             last_seen=obs.observed_at,
@@ -117,10 +125,10 @@ def detect(tracker: Tracker | None, obs: AvailabilityObservation) -> Detection:
         return Detection(new, _change(obs, new), "first")
     position = (obs.observed_at, obs.seq)
     if position <= (tracker.last_seen, tracker.last_seq):
-        if position == (tracker.first_seen, tracker.first_seq) and state == tracker.state:
+        if position == (tracker.first_seen, tracker.first_seq) and _same(obs, tracker.state):
             return Detection(tracker, _change(obs, tracker), "replayed")
         return Detection(tracker, None, "stale")
-    if state == tracker.state:
+    if _same(obs, tracker.state):
         extended = tracker.model_copy(
             update={
                 "last_seen": obs.observed_at,
@@ -130,7 +138,7 @@ def detect(tracker: Tracker | None, obs: AvailabilityObservation) -> Detection:
         )
         return Detection(extended, None, "unchanged")
     new = Tracker(
-        state=state,
+        state=obs.state,
         first_seen=obs.observed_at,
         first_seq=obs.seq,
         last_seen=obs.observed_at,
@@ -145,7 +153,11 @@ def detect(tracker: Tracker | None, obs: AvailabilityObservation) -> Detection:
 
 def current_of(obs: AvailabilityObservation, tracker: Tracker) -> AvailabilityCurrent:
     """The latest state record of ``obs``'s slot (for the compacted current topic)."""
+    percent, steps, status = occupancy(tracker.state.capacity, tracker.state.free)
     return AvailabilityCurrent(
+        occupancy_percent=percent,
+        occupancy_steps=steps,
+        occupancy_status=status,
         key=obs.key,
         source=obs.source,
         resource_id=obs.resource_id,

@@ -1,0 +1,197 @@
+"""``make bench-replay``: the full hotel replay end to end, and the raw ceilings beside it.
+
+Each run gets its own topics, consumer groups and database schema. Timed from the
+first booking event produced until both consumer groups have lag 0 (the sink has
+committed every change row). In the same invocation, on the last run's data:
+
+- the consume-only ceiling: a bare aiokafka consumer reading the observations topic
+  (the stream worker's busiest input) from the beginning, messages/s;
+- the COPY ceiling: the run's change rows copied (binary COPY) into an empty copy of
+  the ``availability_changes`` hypertable, rows/s.
+
+Prints medians of ``--runs`` runs (default 3) and writes ``bench/results/replay.json``.
+Optionally ``--profile`` samples the stream worker with py-spy during the last run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaConsumer
+from kafka.admin import KafkaAdminClient
+from psycopg import sql
+
+from slotstream.demo import table_counts
+from slotstream.kafka_admin import ensure_topics
+from slotstream.pipeline import Pipeline, namespaced
+from slotstream.settings import Settings, load_settings
+
+RESULTS = Path(__file__).with_name("results")
+
+
+def replay_once(base: Settings, profile: bool) -> tuple[Settings, dict[str, Any]]:
+    from producers.hotel_bookings import produce_hotel_bookings
+
+    s = namespaced(base, f"bench_{uuid.uuid4().hex[:8]}")
+    ensure_topics(s.kafka.bootstrap_servers, s.kafka.topics.specs())
+    log_dir = RESULTS / "logs" / s.postgres.db_schema
+    pipeline = Pipeline(s, log_dir=log_dir)
+    spy = None
+    try:
+        pipeline.start("sink")
+        worker = pipeline.start("stream")
+        time.sleep(8)  # let both join their groups, so the timing is the pipeline's
+        if profile and shutil.which("py-spy"):
+            spy = subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "--pid",
+                    str(worker.pid),
+                    "--format",
+                    "speedscope",
+                    "--output",
+                    str(RESULTS / "stream-worker.speedscope.json"),
+                    "--rate",
+                    "50",
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        started = time.monotonic()
+        summary = asyncio.run(produce_hotel_bookings(s, None, progress=False))
+        produced = time.monotonic()
+        pipeline.wait_caught_up(timeout=3600)
+        done = time.monotonic()
+    finally:
+        if spy is not None:
+            spy.terminate()
+            spy.wait(timeout=60)
+        pipeline.stop()
+    rows = table_counts(s)
+    elapsed = done - started
+    return s, {
+        "events": summary.events,
+        "change_rows": rows["availability_changes"],
+        "produce_s": round(produced - started, 2),
+        "elapsed_s": round(elapsed, 2),
+        "events_per_s": round(summary.events / elapsed),
+        "change_rows_per_s": round(rows["availability_changes"] / elapsed),
+    }
+
+
+async def consume_only(s: Settings, topic: str) -> float:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=s.kafka.bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(list(consumer.assignment()) or [])
+        total = 0
+        started = time.monotonic()
+        target = None
+        while True:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            if target is None:
+                ends = await consumer.end_offsets(list(consumer.assignment()))
+                target = sum(ends.values())
+            total += sum(len(v) for v in batch.values())
+            if total >= target:
+                break
+        return total / (time.monotonic() - started)
+    finally:
+        await consumer.stop()
+
+
+def copy_only(s: Settings) -> float:
+    pg = s.postgres
+    schema = sql.Identifier(pg.db_schema)
+    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE TABLE {}.copy_ceiling (LIKE {}.availability_changes INCLUDING ALL)").format(schema, schema)
+        )
+        conn.execute(
+            "SELECT create_hypertable(%s, by_range('observed_at', INTERVAL '30 days'))",
+            (f"{pg.db_schema}.copy_ceiling",),
+        )
+        buffer = bytearray()
+        with conn.cursor().copy(
+            sql.SQL("COPY {}.availability_changes TO STDOUT (FORMAT BINARY)").format(schema)
+        ) as copy:
+            for chunk in copy:
+                buffer += chunk
+        rows = conn.execute(sql.SQL("SELECT count(*) FROM {}.availability_changes").format(schema)).fetchone()
+        started = time.monotonic()
+        with (
+            conn.transaction(),
+            conn.cursor().copy(sql.SQL("COPY {}.copy_ceiling FROM STDIN (FORMAT BINARY)").format(schema)) as copy,
+        ):
+            copy.write(bytes(buffer))
+        return int(rows[0]) / (time.monotonic() - started)  # type: ignore[index]
+
+
+def cleanup(s: Settings) -> None:
+    with psycopg.connect(s.postgres.conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(s.postgres.db_schema)))
+    admin = KafkaAdminClient(bootstrap_servers=s.kafka.bootstrap_servers)
+    try:
+        names = [n for n in admin.list_topics() if n.startswith(s.kafka.topic_prefix) or n.startswith(s.stream.app_id)]
+        if names:
+            admin.delete_topics(names)
+    finally:
+        admin.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="py-spy the stream worker in the last run")
+    args = parser.parse_args()
+    settings = load_settings()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    runs, namespaces = [], []
+    try:
+        for i in range(args.runs):
+            ns, result = replay_once(settings, profile=args.profile and i == args.runs - 1)
+            namespaces.append(ns)
+            runs.append(result)
+            print(f"run {i + 1}: {json.dumps(result)}", flush=True)
+        last = namespaces[-1]
+        consume_rate = asyncio.run(consume_only(last, last.kafka.topics.observations))
+        copy_rate = copy_only(last)
+    finally:
+        for ns in namespaces:
+            cleanup(ns)
+    median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    slower_ceiling = min(consume_rate, copy_rate)
+    report = {
+        "runs": runs,
+        "median": median,
+        "ceilings": {
+            "consume_observations_msgs_per_s": round(consume_rate),
+            "copy_change_rows_per_s": round(copy_rate),
+        },
+        "pipeline_change_rows_per_s_vs_slower_ceiling": round(median["change_rows_per_s"] / slower_ceiling, 3),
+    }
+    (RESULTS / "replay.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

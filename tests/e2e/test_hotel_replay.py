@@ -1,0 +1,226 @@
+"""The main job end to end on the real data: producer → Kafka → Faust → TimescaleDB.
+
+The database must agree exactly with tests/hotel_expected.py, a second, independent
+computation from the CSV; a run with the stream worker and the sink killed (-9) and
+restarted in the middle must leave the same database content as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from itertools import pairwise
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from slotstream.kafka_admin import ensure_topics
+from slotstream.pipeline import Pipeline, namespaced
+from slotstream.settings import Settings
+from tests import hotel_expected as expected
+
+pytestmark = pytest.mark.integration
+
+NIGHTS = [
+    ("City Hotel", date(2016, 8, 15)),
+    ("City Hotel", date(2017, 5, 3)),
+    ("Resort Hotel", date(2015, 12, 31)),
+    ("Resort Hotel", date(2017, 8, 31)),
+    ("Resort Hotel", date(2015, 7, 1)),
+]
+
+#: Columns compared between two runs (everything but wall-clock times of processing).
+COMPARED = {
+    "booking_events": "*",
+    "availability_changes": "*",
+    "state_intervals": "*",
+    "availability_current": "key, capacity, free, status, first_seen, last_seen, last_seq, attributes",
+    "booking_counts": "*",
+}
+
+
+def isolated(settings: Settings, tag: str) -> Settings:
+    """``settings`` with its own topics, consumer groups and database schema."""
+    return namespaced(settings, f"test_{tag}{uuid.uuid4().hex[:8]}")
+
+
+def produce(settings: Settings, path: Path | None = None) -> int:
+    from producers.hotel_bookings import produce_hotel_bookings
+
+    summary = asyncio.run(produce_hotel_bookings(settings, path, progress=False))
+    return int(summary.events)
+
+
+def drop(settings: Settings) -> None:
+    pg = settings.postgres
+    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(pg.db_schema)))
+
+
+@pytest.fixture(scope="module")
+def replayed(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """The whole hotel file replayed once, uninterrupted; yields its settings."""
+    s = isolated(stack, "full")
+    ensure_topics(s.kafka.bootstrap_servers, s.kafka.topics.specs())
+    pipeline = Pipeline(s, log_dir=tmp_path_factory.mktemp("replay-logs"))
+    try:
+        pipeline.start("sink")
+        pipeline.start("stream")
+        produce(s)
+        pipeline.wait_caught_up(timeout=1800)
+    finally:
+        pipeline.stop()
+    yield s
+    drop(s)
+
+
+def query(settings: Settings, text: str, *params: object) -> list[tuple[object, ...]]:
+    pg = settings.postgres
+    with psycopg.connect(pg.conninfo()) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(pg.db_schema)))
+        return conn.execute(text, params).fetchall()
+
+
+def test_booking_events_all_stored_once(replayed: Settings, settings: Settings) -> None:
+    path = settings.data_dir / "hotel_bookings.csv.gz"
+    rows = query(replayed, "SELECT kind, count(*), count(DISTINCT booking_id) FROM booking_events GROUP BY kind")
+    cancelled = sum(1 for b in expected.bookings(path) if b.cancelled is not None)
+    assert dict((k, (n, d)) for k, n, d in rows) == {
+        "created": (len(expected.bookings(path)), len(expected.bookings(path))),
+        "cancelled": (cancelled, cancelled),
+    }
+
+
+@pytest.mark.parametrize("period", ["month", "day"])
+def test_booking_counts_equal_independent_computation(replayed: Settings, settings: Settings, period: str) -> None:
+    path = settings.data_dir / "hotel_bookings.csv.gz"
+    want = expected.monthly_counts(path) if period == "month" else expected.daily_counts(path)
+    got = {
+        (hotel, bucket): (created, cancelled, net)
+        for hotel, bucket, created, cancelled, net in query(
+            replayed,
+            "SELECT resource_id, bucket, created, cancelled, net FROM booking_counts WHERE period = %s",
+            period,
+        )
+    }
+    assert got == {k: (c.created, c.cancelled, c.created - c.cancelled) for k, c in want.items()}
+
+
+def test_final_rooms_held_per_night(replayed: Settings, settings: Settings) -> None:
+    path = settings.data_dir / "hotel_bookings.csv.gz"
+    capacity = settings.stream.hotel_capacity
+    got = {
+        (hotel, date.fromisoformat(str(slot))): (int(str(held)), free)
+        for hotel, slot, held, free in query(
+            replayed,
+            "SELECT resource_id, slot, attributes->>'rooms_held', free FROM availability_current",
+        )
+    }
+    want = {k: (held, max(capacity[k[0]] - held, 0)) for k, held in expected.final_rooms_held(path).items()}
+    assert got == want
+
+
+@pytest.mark.parametrize(("hotel", "night"), NIGHTS)
+def test_night_history_rebuilt_from_change_rows(
+    replayed: Settings, settings: Settings, hotel: str, night: date
+) -> None:
+    """The full availability history of a night: one change row per run of equal free
+    rooms, in event order, with the rooms held after the event that caused it."""
+    path = settings.data_dir / "hotel_bookings.csv.gz"
+    capacity = settings.stream.hotel_capacity[hotel]
+    history = expected.night_history(path, hotel, night)
+    assert history, "pick nights that have bookings"
+    want: list[tuple[date, int, int]] = []
+    last_free = None
+    for day, _position, held in history:
+        free = max(capacity - held, 0)
+        if free != last_free:
+            want.append((day, free, held))
+            last_free = free
+    rows = query(
+        replayed,
+        "SELECT observed_at::date, free, (attributes->>'rooms_held')::int, prev_free, delta_free "
+        "FROM availability_changes WHERE resource_id = %s AND slot = %s ORDER BY observed_at, seq",
+        hotel,
+        night.isoformat(),
+    )
+    assert [(d, f, h) for d, f, h, _p, _delta in rows] == want
+    previous_free: list[int | None] = [None, *[w[1] for w in want]]
+    for row, before in zip(rows, previous_free, strict=False):
+        free_now, prev, delta = row[1], row[3], row[4]
+        assert prev == before
+        assert delta == (None if before is None else int(str(free_now)) - before)
+    intervals = query(
+        replayed,
+        "SELECT first_seen, last_seen, ended_at, free FROM state_intervals "
+        "WHERE resource_id = %s AND slot = %s ORDER BY first_seen, first_seq",
+        hotel,
+        night.isoformat(),
+    )
+    assert [f for *_, f in intervals] == [w[1] for w in want]
+    for (_fs, _ls, ended, _f), (next_first, *_rest) in pairwise(intervals):
+        assert ended == next_first
+    assert intervals[-1][2] is None  # the last interval is open
+
+
+def test_no_dead_letters_on_the_real_file(replayed: Settings) -> None:
+    assert query(replayed, "SELECT stage, count(*) FROM dead_letters GROUP BY stage") == []
+
+
+def test_replaying_again_adds_no_rows(replayed: Settings, tmp_path: Path) -> None:
+    before = {t: query(replayed, f"SELECT count(*) FROM {t}")[0][0] for t in COMPARED}
+    pipeline = Pipeline(replayed, log_dir=tmp_path)
+    try:
+        pipeline.start("sink")
+        pipeline.start("stream")
+        produce(replayed)
+        pipeline.wait_caught_up(timeout=1800)
+    finally:
+        pipeline.stop()
+    after = {t: query(replayed, f"SELECT count(*) FROM {t}")[0][0] for t in COMPARED}
+    assert after == before
+
+
+def test_kill_9_and_restart_leaves_the_same_database(replayed: Settings, stack: Settings, tmp_path: Path) -> None:
+    """kill -9 the stream worker and the sink mid-replay, restart them, let it finish:
+    the tables equal the uninterrupted run's."""
+    s = isolated(stack, "crash")
+    ensure_topics(s.kafka.bootstrap_servers, s.kafka.topics.specs())
+    pipeline = Pipeline(s, log_dir=tmp_path)
+    try:
+        pipeline.start("sink")
+        pipeline.start("stream")
+        produce(s)
+        kills = 0
+        deadline = time.monotonic() + 1800
+        while kills < 4 and time.monotonic() < deadline:
+            lags = pipeline.lags()
+            if lags["stream"] == 0 and lags["sink"] == 0:
+                break
+            time.sleep(3 + kills)
+            victim = "stream" if kills % 2 == 0 else "sink"
+            pipeline.kill(victim, signal.SIGKILL)
+            pipeline.start(victim)
+            kills += 1
+        assert kills >= 2, "the replay finished before the worker could be killed twice"
+        pipeline.wait_caught_up(timeout=1800)
+    finally:
+        pipeline.stop()
+    try:
+        a, b = replayed.postgres.db_schema, s.postgres.db_schema
+        for table, columns in COMPARED.items():
+            for x, y in ((a, b), (b, a)):
+                diff = query(
+                    replayed,
+                    f"SELECT count(*) FROM (SELECT {columns} FROM {x}.{table} "
+                    f"EXCEPT ALL SELECT {columns} FROM {y}.{table}) d",
+                )
+                assert diff == [(0,)], f"{table}: rows in {x} missing from {y}"
+    finally:
+        drop(s)
