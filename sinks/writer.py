@@ -33,7 +33,6 @@ that no ``INSERT ... ON CONFLICT DO UPDATE`` meets the same row twice.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass, field, fields
 from datetime import datetime
@@ -43,7 +42,7 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from sinks.errors import SinkError
+from sinks.errors import RejectedBatchError, SinkError
 from slotstream.contract import (
     AvailabilityChange,
     AvailabilityCurrent,
@@ -92,8 +91,9 @@ class WriteCounts:
     ``records``: records in the batch(es). ``changes``, ``booking_events``,
     ``dead_letters``: rows inserted (duplicates are not counted). ``currents``,
     ``booking_counts``: rows inserted or updated (stale or identical records are not).
-    ``intervals``: ``state_intervals`` rows inserted or extended; ``intervals_closed``:
-    rows whose end (``ended_at``, ``last_seen``) was set or corrected.
+    ``intervals``: ``state_intervals`` rows inserted or changed by the batch's own
+    records; ``intervals_closed``: earlier rows whose end (``ended_at``, ``last_seen``)
+    this batch's changes set or corrected.
     """
 
     records: int = 0
@@ -392,10 +392,6 @@ def _names(cols: _Cols | Sequence[str], prefix: str | None = None) -> sql.Compos
     return sql.SQL(", ").join(sql.Identifier(prefix, n) for n in names)
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 def _change_row(c: AvailabilityChange) -> tuple[Any, ...]:
     prev = c.previous
     return (
@@ -421,7 +417,7 @@ def _change_row(c: AvailabilityChange) -> tuple[Any, ...]:
         c.occupancy_percent,
         c.occupancy_steps,
         c.occupancy_status,
-        _json(c.attributes),
+        c.attributes,
     )
 
 
@@ -444,7 +440,7 @@ def _current_row(c: AvailabilityCurrent) -> tuple[Any, ...]:
         c.first_seq,
         c.last_seq,
         c.observations,
-        _json(c.attributes),
+        c.attributes,
     )
 
 
@@ -470,7 +466,7 @@ def _count_row(n: BookingCount) -> tuple[Any, ...]:
 
 
 def _dead_row(d: DeadLetter) -> tuple[Any, ...]:
-    return (d.stage, d.key, d.failed_at, d.error, d.raw, d.raw_encoding, d.origin.model_dump_json())
+    return (d.stage, d.key, d.failed_at, d.error, d.raw, d.raw_encoding, d.origin.model_dump(mode="json"))
 
 
 def _ext_row(x: IntervalExtension) -> tuple[Any, ...]:
@@ -491,9 +487,19 @@ def _ext_row(x: IntervalExtension) -> tuple[Any, ...]:
     )
 
 
+def _stage_type(pg_type: str) -> str:
+    # Binary COPY: psycopg's int4 dumper wraps values beyond 32 bits silently, so integers
+    # are staged as bigint and the INSERT's cast to integer range-checks them (22003).
+    return "bigint" if pg_type in ("integer", "smallint") else pg_type
+
+
 def _copy(cur: psycopg.Cursor[Any], table: str, rows: Iterable[tuple[Any, ...]]) -> None:
-    stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), _names(_STAGES[table]))
+    """COPY ``rows`` into staging table ``table`` in binary format (2-3x faster than text
+    here); jsonb values are Python dicts, dumped by psycopg."""
+    cols = _STAGES[table]
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(table), _names(cols))
     with cur.copy(stmt) as copy:
+        copy.set_types([_stage_type(t) for _, t in cols])
         for row in rows:
             copy.write_row(row)
 
@@ -502,64 +508,120 @@ def _upsert_set(cols: Sequence[str]) -> sql.Composable:
     return sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in cols)
 
 
+# The next change of an interval's key after the interval's start, by (observed_at, seq):
+# the change that ended it. The redundant "observed_at >= first_seen" lets TimescaleDB
+# skip older chunks; the index scans are on availability_changes' primary key.
+_SUCCESSOR = sql.SQL(
+    "SELECT c.observed_at, c.seq, c.previous_first_seen, c.previous_last_seen "
+    "FROM {s}.availability_changes c "
+    "WHERE c.key = r.key AND c.observed_at >= r.first_seen "
+    "AND (c.observed_at, c.seq) > (r.first_seen, r.first_seq) "
+    "ORDER BY c.observed_at, c.seq LIMIT 1"
+)
+# last_seen of a closed interval: its own (current_last_seen), or what its successor says
+# it was (previous_last_seen), whichever is later. The successor's word counts only when it
+# names this interval's start as its previous one; otherwise a change in between is
+# missing and previous_last_seen describes that missing interval, not this one.
+_CLOSED_LAST_SEEN = sql.SQL(
+    "GREATEST(r.current_last_seen, CASE WHEN nx.previous_first_seen = r.first_seen THEN nx.previous_last_seen END)"
+)
+_INTERVAL_COLS = (
+    *_INTERVAL_STATE,
+    "key",
+    "first_seen",
+    "first_seq",
+    "current_last_seen",
+    "observations",
+    "last_seen",
+    "ended_at",
+    "ended_seq",
+)
+
+
+def _same_interval(a: str, b: str, first_seen: str, first_seq: str) -> sql.Composed:
+    """``a`` (a state_intervals-shaped row) is the interval ``b`` opens or describes."""
+    return sql.SQL("{a}.key = {b}.key AND {a}.first_seen = {b}.{t} AND {a}.first_seq = {b}.{q}").format(
+        a=sql.Identifier(a), b=sql.Identifier(b), t=sql.Identifier(first_seen), q=sql.Identifier(first_seq)
+    )
+
+
+def _interval_upsert(s: sql.Identifier, rows: sql.Composable, *, with_state: bool) -> sql.Composed:
+    """Insert (or merge into) one state_intervals row per row of ``rows``, already closed by
+    its successor when there is one. ``rows`` yields the state columns, key, first_seen,
+    first_seq, current_last_seen and observations, at most once per interval."""
+    merged: list[tuple[str, str]] = [(c, f"EXCLUDED.{c}") for c in _INTERVAL_STATE] if with_state else []
+    merged += [
+        # Only grow: merging is a max, whatever order the interval's records arrive in.
+        ("current_last_seen", "GREATEST(si.current_last_seen, EXCLUDED.current_last_seen)"),
+        ("observations", "GREATEST(si.observations, EXCLUDED.observations)"),
+        # EXCLUDED.last_seen already holds GREATEST(new current_last_seen, successor's word).
+        ("last_seen", "GREATEST(si.current_last_seen, EXCLUDED.last_seen)"),
+        # The successor was looked up in the complete set of stored changes: it is the truth.
+        ("ended_at", "EXCLUDED.ended_at"),
+        ("ended_seq", "EXCLUDED.ended_seq"),
+    ]
+    return sql.SQL(
+        "INSERT INTO {s}.state_intervals AS si ({cols}) "
+        "SELECT {r_state}, r.key, r.first_seen, r.first_seq, r.current_last_seen, r.observations, "
+        "{last_seen}, nx.observed_at, nx.seq "
+        "FROM ({rows}) r LEFT JOIN LATERAL ({successor}) nx ON true "
+        "ORDER BY r.key, r.first_seen, r.first_seq "
+        "ON CONFLICT (key, first_seen, first_seq) DO UPDATE SET {set} "
+        "WHERE ({si_cols}) IS DISTINCT FROM ({new})"
+    ).format(
+        s=s,
+        cols=_names(_INTERVAL_COLS),
+        r_state=_names(_INTERVAL_STATE, "r"),
+        last_seen=_CLOSED_LAST_SEEN,
+        rows=rows,
+        successor=_SUCCESSOR.format(s=s),
+        set=sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(c), sql.SQL(e)) for c, e in merged),
+        si_cols=_names([c for c, _ in merged], "si"),
+        new=sql.SQL(", ").join(sql.SQL(e) for _, e in merged),
+    )
+
+
 def _statements(schema: str) -> dict[str, sql.Composed]:
     s = sql.Identifier(schema)
     change_cols = _names(_CHANGE_COLS)
     current_names = [c for c, _ in _CURRENT_COLS if c != "key"]
     count_names = [c for c, _ in _COUNT_COLS if c not in ("source", "resource_id", "period", "bucket")]
-    interval_cols = sql.SQL(
-        "key, source, resource_id, slot, slot_start, capacity, free, status, occupancy_percent, "
-        "first_seen, last_seen, current_last_seen, first_seq, observations"
-    )
-    # last_seen, current_last_seen and observations only grow: merging is a max, so the
-    # order in which changes and currents of an interval arrive does not matter.
-    grow = sql.SQL(
-        "current_last_seen = GREATEST(si.current_last_seen, EXCLUDED.current_last_seen), "
-        "last_seen = GREATEST(si.last_seen, EXCLUDED.last_seen), "
-        "observations = GREATEST(si.observations, EXCLUDED.observations)"
-    )
-    grows = sql.SQL(
-        "(EXCLUDED.current_last_seen > si.current_last_seen OR EXCLUDED.last_seen > si.last_seen "
-        "OR EXCLUDED.observations > si.observations)"
-    )
+    change_opens_x = _same_interval("x", "c", "observed_at", "seq")
     return {
         "changes": sql.SQL(
             "INSERT INTO {s}.availability_changes ({cols}) SELECT {cols} FROM slotstream_stage_changes "
-            "ON CONFLICT DO NOTHING"
+            "ORDER BY key, observed_at, seq ON CONFLICT DO NOTHING"
         ).format(s=s, cols=change_cols),
-        "intervals_from_changes": sql.SQL(
-            "INSERT INTO {s}.state_intervals AS si ({icols}) "
-            "SELECT key, source, resource_id, slot, slot_start, capacity, free, status, occupancy_percent, "
-            "observed_at, observed_at, observed_at, seq, 1 FROM slotstream_stage_changes "
-            "ON CONFLICT (key, first_seen, first_seq) DO UPDATE SET {state}, {grow} "
-            "WHERE ({si_state}) IS DISTINCT FROM ({ex_state}) OR {grows}"
-        ).format(
-            s=s,
-            icols=interval_cols,
-            state=_upsert_set(_INTERVAL_STATE),
-            grow=grow,
-            si_state=_names(_INTERVAL_STATE, "si"),
-            ex_state=_names(_INTERVAL_STATE, "excluded"),
-            grows=grows,
+        # The interval each change opens, merged with what this batch's currents say of it.
+        # Its state comes from the change (a change wins over a current, whichever came first).
+        "intervals_of_changes": _interval_upsert(
+            s,
+            sql.SQL(
+                "SELECT {c_state}, c.key, c.observed_at AS first_seen, c.seq AS first_seq, "
+                "GREATEST(c.observed_at, x.last_seen) AS current_last_seen, "
+                "GREATEST(1, x.observations) AS observations "
+                "FROM slotstream_stage_changes c LEFT JOIN slotstream_stage_ext x ON {on}"
+            ).format(c_state=_names(_INTERVAL_STATE, "c"), on=change_opens_x),
+            with_state=True,
         ),
-        "intervals_from_currents": sql.SQL(
-            "INSERT INTO {s}.state_intervals AS si ({icols}) "
-            "SELECT key, source, resource_id, slot, slot_start, capacity, free, status, occupancy_percent, "
-            "first_seen, last_seen, last_seen, first_seq, observations FROM slotstream_stage_ext "
-            "ON CONFLICT (key, first_seen, first_seq) DO UPDATE SET {grow} WHERE {grows}"
-        ).format(s=s, icols=interval_cols, grow=grow, grows=grows),
-        # Rows whose successor may have changed: every row this batch wrote, and the row
-        # just before each new change. The successor of a row is the next change of its key
-        # by (observed_at, seq); its previous_last_seen counts only when it names this row's
-        # first_seen as its previous interval (else it describes an interval we lack).
-        "close_intervals": sql.SQL(
+        # Intervals that only currents of this batch mention: extend them (or create them,
+        # when the change that opened them has not arrived yet).
+        "intervals_of_currents": _interval_upsert(
+            s,
+            sql.SQL(
+                "SELECT {state}, x.key, x.first_seen, x.first_seq, x.last_seen AS current_last_seen, "
+                "x.observations FROM slotstream_stage_ext x "
+                "WHERE NOT EXISTS (SELECT 1 FROM slotstream_stage_changes c WHERE {on})"
+            ).format(state=_names(_INTERVAL_STATE, "x"), on=change_opens_x),
+            with_state=False,
+        ),
+        # Older intervals whose successor may now be one of this batch's changes: the one
+        # just before each change (normally the interval the change ends). Rows written by
+        # this batch are left out: they were closed correctly when written.
+        "close_predecessors": sql.SQL(
             """
-            WITH touched AS (
-                SELECT key, observed_at AS first_seen, seq AS first_seq FROM slotstream_stage_changes
-                UNION
-                SELECT key, first_seen, first_seq FROM slotstream_stage_ext
-                UNION
-                SELECT p.key, p.first_seen, p.first_seq
+            WITH pred AS (
+                SELECT DISTINCT p.key, p.first_seen, p.first_seq
                 FROM slotstream_stage_changes b
                 CROSS JOIN LATERAL (
                     SELECT si.key, si.first_seen, si.first_seq FROM {s}.state_intervals si
@@ -568,38 +630,33 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
                     ORDER BY si.first_seen DESC, si.first_seq DESC
                     LIMIT 1
                 ) p
-            ),
-            successor AS (
-                SELECT t.key, t.first_seen, t.first_seq, nx.observed_at, nx.seq,
-                       nx.previous_first_seen, nx.previous_last_seen
-                FROM touched t
-                CROSS JOIN LATERAL (
-                    SELECT c.observed_at, c.seq, c.previous_first_seen, c.previous_last_seen
-                    FROM {s}.availability_changes c
-                    WHERE c.key = t.key AND c.observed_at >= t.first_seen
-                      AND (c.observed_at, c.seq) > (t.first_seen, t.first_seq)
-                    ORDER BY c.observed_at, c.seq
-                    LIMIT 1
-                ) nx
+                WHERE NOT EXISTS (SELECT 1 FROM slotstream_stage_changes c WHERE {c_is_p})
+                  AND NOT EXISTS (SELECT 1 FROM slotstream_stage_ext x WHERE {x_is_p})
             ),
             closing AS (
-                SELECT s.key, s.first_seen, s.first_seq, s.observed_at AS ended_at, s.seq AS ended_seq,
-                       GREATEST(si.current_last_seen,
-                                CASE WHEN s.previous_first_seen = s.first_seen THEN s.previous_last_seen END)
-                           AS last_seen
-                FROM successor s
-                JOIN {s}.state_intervals si
-                  ON si.key = s.key AND si.first_seen = s.first_seen AND si.first_seq = s.first_seq
-                WHERE (si.ended_at, si.ended_seq) IS DISTINCT FROM (s.observed_at, s.seq)
-                   OR si.last_seen IS DISTINCT FROM GREATEST(si.current_last_seen,
-                        CASE WHEN s.previous_first_seen = s.first_seen THEN s.previous_last_seen END)
+                SELECT r.key, r.first_seen, r.first_seq, nx.observed_at AS ended_at, nx.seq AS ended_seq,
+                       {last_seen} AS last_seen
+                FROM (
+                    SELECT si.key, si.first_seen, si.first_seq, si.current_last_seen
+                    FROM pred p JOIN {s}.state_intervals si ON {si_is_p}
+                ) r
+                CROSS JOIN LATERAL ({successor}) nx
             )
             UPDATE {s}.state_intervals si
             SET ended_at = cl.ended_at, ended_seq = cl.ended_seq, last_seen = cl.last_seen
             FROM closing cl
             WHERE si.key = cl.key AND si.first_seen = cl.first_seen AND si.first_seq = cl.first_seq
+              AND (si.ended_at, si.ended_seq, si.last_seen)
+                  IS DISTINCT FROM (cl.ended_at, cl.ended_seq, cl.last_seen)
             """
-        ).format(s=s),
+        ).format(
+            s=s,
+            c_is_p=_same_interval("p", "c", "observed_at", "seq"),
+            x_is_p=_same_interval("p", "x", "first_seen", "first_seq"),
+            si_is_p=_same_interval("si", "p", "first_seen", "first_seq"),
+            last_seen=_CLOSED_LAST_SEEN,
+            successor=_SUCCESSOR.format(s=s),
+        ),
         "currents": sql.SQL(
             "INSERT INTO {s}.availability_current AS t ({cols}, updated_at) "
             "SELECT {cols}, now() FROM slotstream_stage_current "
@@ -635,7 +692,7 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
 _STAGE_DDL = sql.SQL("; ").join(
     sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
         sql.Identifier(name),
-        sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in cols),
+        sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(_stage_type(t))) for c, t in cols),
     )
     for name, cols in _STAGES.items()
 )
@@ -650,14 +707,22 @@ def write_batch(conn: psycopg.Connection[Any], batch: SinkBatch, *, schema: str 
     staging table, then moved with one ``INSERT ... SELECT`` per table (see the module
     docstring for the rules).
 
-    Raises :class:`SinkError` when ``conn`` is inside a transaction. Database errors
-    propagate after the transaction rolled back (nothing of the batch is kept): a
-    ``psycopg.errors.DataError`` / ``IntegrityError`` means a record the database refuses
-    (e.g. an integer beyond 32 bits, a NUL character in text); ``OperationalError`` a
-    lost connection.
+    Raises :class:`SinkError` when ``conn`` is inside a transaction, and
+    :class:`RejectedBatchError` (cause chained) when the database refuses a record's data
+    (an integer beyond 32 bits, a NUL character in text, ...). Other psycopg errors
+    propagate as they are (``OperationalError``: the connection was lost). Either way the
+    transaction rolled back: nothing of the batch is kept.
     """
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise SinkError("write_batch() commits its own transaction: pass a connection outside one")
+    try:
+        return _write(conn, batch, schema)
+    except (psycopg.errors.DataError, psycopg.errors.IntegrityError, OverflowError) as exc:
+        # OverflowError: an integer beyond 64 bits, refused by psycopg before the server.
+        raise RejectedBatchError(f"the database refused the batch: {exc}") from exc
+
+
+def _write(conn: psycopg.Connection[Any], batch: SinkBatch, schema: str | None) -> WriteCounts:
     red = reduce_batch(batch)
     with conn.transaction(), conn.cursor() as cur:
         if schema is None:
@@ -676,12 +741,16 @@ def write_batch(conn: psycopg.Connection[Any], batch: SinkBatch, *, schema: str 
         if red.changes:
             _copy(cur, "slotstream_stage_changes", map(_change_row, red.changes))
             changes = run("changes")
-            intervals += run("intervals_from_changes")
         if red.extensions:
             _copy(cur, "slotstream_stage_ext", map(_ext_row, red.extensions))
-            intervals += run("intervals_from_currents")
-        if red.changes or red.extensions:
-            closed = run("close_intervals")
+        # Intervals after the changes: closing an interval looks its successor up among the
+        # stored changes, this batch's included.
+        if red.changes:
+            intervals += run("intervals_of_changes")
+        if red.extensions:
+            intervals += run("intervals_of_currents")
+        if red.changes:
+            closed = run("close_predecessors")
         if red.currents:
             _copy(cur, "slotstream_stage_current", map(_current_row, red.currents))
             currents = run("currents")

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import errors, sql
 
-from sinks.errors import SinkError
+from sinks.errors import RejectedBatchError, SinkError
 from sinks.writer import SinkBatch, write_batch
 from slotstream.contract import DeadLetter, TopicOrigin
 from slotstream.settings import Settings
@@ -163,21 +163,40 @@ def test_any_split_in_any_order_with_redelivery(
     assert dump(pg, schema, write_times=False) == whole
 
 
-def test_late_change_corrects_the_interval_before_it(pg: Conn, sink_settings: Settings) -> None:
+@pytest.mark.parametrize("redeliver_b", [False, True], ids=["late-c", "late-c-with-b-again"])
+def test_late_change_corrects_the_interval_before_it(pg: Conn, sink_settings: Settings, redeliver_b: bool) -> None:
     """Date-only ties: B and C share a timestamp; D arrives before C. Until C arrives, B
-    looks closed by D; C then becomes B's successor and D's predecessor."""
+    looks closed by D (and seen as late as D says C was); C then becomes B's successor and
+    D's predecessor, also when B itself is redelivered with C."""
     schema = sink_settings.postgres.db_schema
     obs = walk("h", "2017-06-01", [3, 2, 1], step=timedelta(0)) + walk(
         "h", "2017-06-01", [1, 0], step=timedelta(days=2), start=3
     )
-    sim = simulate(obs)  # changes: 3 (A, t0), 2 (B, t0), 1 (C, t0), 0 (D, t0+8d)
+    sim = simulate(obs)  # changes: 3 (A, t0), 2 (B, t0), 1 (C, t0, seen until t0+6d), 0 (D, t0+8d)
     a, b, c, d = sim.changes
     truncate(pg, schema)
     write_batch(pg, _batch([a, b, d, *sim.currents]), schema=schema)
     before = {i.first_seq: i for i in _intervals(pg, schema)}
     assert before[b.seq].ended_at == d.observed_at  # best knowledge so far
-    write_batch(pg, _batch([c]), schema=schema)
+    assert before[b.seq].last_seen == d.previous_last_seen
+    write_batch(pg, _batch([b, c] if redeliver_b else [c]), schema=schema)
     assert _intervals(pg, schema) == sim.intervals
+
+
+def test_the_change_decides_the_state_of_its_interval(pg: Conn, sink_settings: Settings) -> None:
+    """A current contradicting its change (a stream bug) must not make the result depend
+    on arrival order: the change's state wins either way."""
+    schema = sink_settings.postgres.db_schema
+    sim = simulate(walk("h", "2017-06-07", [3]))
+    change, current = sim.changes[0], sim.currents[0]
+    liar = current.model_copy(update={"current": current.current.model_copy(update={"free": 0})})
+    states = []
+    for order in ([change, liar], [liar, change]):
+        truncate(pg, schema)
+        for r in order:
+            write_batch(pg, _batch([r]), schema=schema)
+        states.append([(i.free, i.observations) for i in _intervals(pg, schema)])
+    assert states == [[(3, 1)], [(3, 1)]]
 
 
 def test_stale_current_never_overwrites_a_newer_one(pg: Conn, sink_settings: Settings) -> None:
@@ -198,8 +217,15 @@ def test_a_refused_record_rolls_back_the_whole_batch(pg: Conn, sink_settings: Se
     truncate(pg, schema)
     good = simulate(walk("h", "2017-06-03", [3, 2]))
     huge = simulate([Obs("h", "2017-06-04", T0, 0, free=2**40, capacity=2**41)])  # beyond integer
-    with pytest.raises(errors.NumericValueOutOfRange):
+    with pytest.raises(RejectedBatchError) as refused:
         write_batch(pg, _batch([*good.changes, *huge.changes]), schema=schema)
+    assert isinstance(refused.value.__cause__, errors.NumericValueOutOfRange)
+    assert dump(pg, schema) == {t: [] for t in dump(pg, schema)}
+    nul = DeadLetter.of(stage="test", error="x", raw="a\x00b", origin=TopicOrigin(topic="t", partition=0, offset=1))
+    beyond_64_bits = simulate([Obs("h", "2017-06-04", T0, 2**70, free=1)])
+    for bad in ([nul], beyond_64_bits.changes):
+        with pytest.raises(RejectedBatchError):
+            write_batch(pg, _batch([*good.changes, *bad]), schema=schema)
     assert dump(pg, schema) == {t: [] for t in dump(pg, schema)}
 
 
