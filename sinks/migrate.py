@@ -110,10 +110,16 @@ def migrate(
     :class:`MigrationError` when the timescaledb extension is missing, a migration file is
     malformed, or the schema records a migration under another name than this code has;
     psycopg errors of a failing migration propagate after its transaction rolled back.
+    Also raises :class:`MigrationError` when ``directory`` holds no migration at all (a
+    wheel built without the package's ``.sql`` data files).
     """
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise MigrationError("migrate() needs a connection outside a transaction: each migration commits")
     migrations = load_migrations(directory)
+    if not migrations:
+        # An install without the package's data files (pyproject package-data) would
+        # otherwise "succeed" with no tables at all.
+        raise MigrationError(f"no migration files in {directory}; was sinks installed with its .sql files?")
     schema = sql.Identifier(pg.db_schema)
     table = sql.SQL("{}.schema_migrations").format(schema)
     lock = sql.SQL("SELECT pg_advisory_xact_lock({})").format(sql.Literal(_lock_key(pg.db_schema)))

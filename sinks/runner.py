@@ -161,14 +161,15 @@ def _batch_of(items: Sequence[_Item]) -> SinkBatch:
 class _Database:
     """The sink's connection (autocommit: write_batch opens its own transactions)."""
 
-    def __init__(self, pg: PostgresSettings) -> None:
+    def __init__(self, pg: PostgresSettings, application_name: str) -> None:
         self.pg = pg
+        self.application_name = application_name
         self.conn: psycopg.Connection[Any] | None = None
 
     def connection(self) -> psycopg.Connection[Any]:
         if self.conn is None or self.conn.closed:
             self.conn = psycopg.connect(
-                self.pg.conninfo(), autocommit=True, application_name="slotstream-sink", connect_timeout=10
+                self.pg.conninfo(), autocommit=True, application_name=self.application_name, connect_timeout=10
             )
         return self.conn
 
@@ -250,7 +251,8 @@ async def run_sink(
     stop = stop or asyncio.Event()
     started = time.monotonic()
     models = topic_models(settings.kafka.topics)
-    db = _Database(settings.postgres)
+    # The group in pg_stat_activity tells which sink a connection belongs to (63 bytes max).
+    db = _Database(settings.postgres, f"slotstream-sink {settings.sink.group_id}"[:63])
     applied = await asyncio.to_thread(db.migrate)
     if applied:
         log.info("migrated schema %s: %s", settings.postgres.db_schema, ", ".join(applied))

@@ -156,6 +156,15 @@ def test_bad_migration_file_names_are_refused(tmp_path: Path) -> None:
         load_migrations(tmp_path)
 
 
+def test_no_migration_files_is_an_error(sink_settings: Settings, tmp_path: Path) -> None:
+    """A package installed without its .sql files must not pass for an up-to-date schema."""
+    with (
+        psycopg.connect(sink_settings.postgres.conninfo(), autocommit=True) as conn,
+        pytest.raises(MigrationError, match="no migration files"),
+    ):
+        migrate(conn, sink_settings.postgres, directory=tmp_path)
+
+
 def test_a_failing_migration_leaves_nothing_behind(stack: Settings, tmp_path: Path) -> None:
     s = private_settings(stack)
     (tmp_path / "001_ok.sql").write_text("CREATE TABLE ok (id int);")

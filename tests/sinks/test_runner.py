@@ -250,6 +250,42 @@ def test_stop_event_ends_the_run_after_the_batch_in_hand(fresh: Settings) -> Non
     assert _lag(fresh) == 0
 
 
+def test_a_lost_database_connection_is_retried(fresh: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    """The sink's backend is terminated between batches: the next write reconnects and
+    nothing is lost or doubled."""
+    t = fresh.kafka.topics
+    changes = [m for m in _valid(fresh)[0] if m[0] == t.changes]
+    app = f"slotstream-sink {fresh.sink.group_id}"
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        written: list[int] = []
+        task = asyncio.create_task(run_sink(fresh, stop=stop, progress=lambda c: written.append(c.changes)))
+        await asyncio.to_thread(produce, fresh, changes[:3])
+        async with asyncio.timeout(30):
+            while sum(written) < 3:
+                await asyncio.sleep(0.05)
+        with psycopg.connect(fresh.postgres.conninfo(), autocommit=True) as conn:
+            killed = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", (app,)
+            ).fetchall()
+        assert killed == [(True,)]
+        await asyncio.to_thread(produce, fresh, changes[3:])
+        async with asyncio.timeout(30):
+            while sum(written) < len(changes):
+                await asyncio.sleep(0.05)
+        stop.set()
+        await task
+
+    with caplog.at_level("WARNING", logger="sinks.runner"):
+        asyncio.run(scenario())
+    assert any("database error (attempt 1/" in r.getMessage() for r in caplog.records)
+    with psycopg.connect(fresh.postgres.conninfo()) as conn:
+        rows = _rows(conn, fresh.postgres.db_schema, "SELECT count(*) FROM {s}.availability_changes")
+    assert rows == [(len(changes),)]
+    assert _lag(fresh) == 0
+
+
 def test_missing_topics_are_reported(stack: Settings) -> None:
     s = private_settings(stack)  # topics never created
     try:
