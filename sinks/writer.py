@@ -15,17 +15,27 @@ How each table stays a function of the *set* of records seen:
   upsert only when the incoming ``last_seq`` is ``>=`` the stored one (monotonic), and
   only when content differs.
 - ``state_intervals`` (seed 001 HutAvailabilityHistory): one row per change, keyed
-  ``(key, first_seen = observed_at, first_seq = seq)``. Each AvailabilityCurrent extends
-  the row of its open interval (``first_seen``, ``first_seq``): ``last_seen`` and
-  ``observations`` only grow (GREATEST). A row is closed by its *successor*: the next
-  change of the key by ``(observed_at, seq)`` in ``availability_changes``, giving
-  ``ended_at`` = its ``observed_at`` and ``last_seen`` = GREATEST(own last_seen, its
-  ``previous_last_seen``). The successor is looked up in the table rather than taken
-  from the change's ``previous_first_seen``, because sources with date-only timestamps
-  (the hotel data) emit several changes of one key with the same ``observed_at``: then
-  several rows share ``first_seen`` and only ``seq`` tells them apart, which the change
-  does not carry for its previous interval. Recomputing from the stored set also
-  corrects a row whose successor arrives late (out of order or after a gap).
+  ``(key, first_seen = observed_at, first_seq = seq)``; its state columns come from the
+  change. Each AvailabilityCurrent extends the row of its open interval (its
+  ``first_seen``, ``first_seq``; created if the change has not arrived yet):
+  ``current_last_seen`` and ``observations`` only grow (GREATEST). A row is closed by its
+  *successor*, the next change of the key by ``(observed_at, seq)`` among the stored
+  changes: ``ended_at`` = its ``observed_at``, ``last_seen`` = GREATEST(current_last_seen,
+  its ``previous_last_seen``). Rows are written already closed when the successor is
+  known; afterwards only the row just before each new change can gain a new successor,
+  and it is recomputed from scratch.
+
+  The successor is looked up rather than found through the change's
+  ``previous_first_seen``, because sources with date-only timestamps (the hotel data)
+  emit several changes of one key with the same ``observed_at``: several rows then share
+  ``first_seen`` and only ``seq``, which a change does not carry for its previous
+  interval, tells them apart. Looking it up in the stored set also corrects a row whose
+  real successor arrives late (out of order, or after a gap).
+
+The one limit: two *different* records claiming the same row key (two changes with the
+same ``(key, observed_at, seq)``, two currents with the same ``key`` and ``last_seq``)
+cannot both be right; the first stored change wins, the last applied current or count.
+The stream never emits such pairs: ids and seqs are deterministic.
 
 Within a batch, records of one key are first reduced in Python (:func:`reduce_batch`) so
 that no ``INSERT ... ON CONFLICT DO UPDATE`` meets the same row twice.
