@@ -18,12 +18,13 @@ How each table stays a function of the *set* of records seen:
   ``(key, first_seen = observed_at, first_seq = seq)``; its state columns come from the
   change. Each AvailabilityCurrent extends the row of its open interval (its
   ``first_seen``, ``first_seq``; created if the change has not arrived yet):
-  ``current_last_seen`` and ``observations`` only grow (GREATEST). A row is closed by its
+  ``last_seen`` and ``observations`` only grow (GREATEST). A row is closed by its
   *successor*, the next change of the key by ``(observed_at, seq)`` among the stored
-  changes: ``ended_at`` = its ``observed_at``, ``last_seen`` = GREATEST(current_last_seen,
-  its ``previous_last_seen``). Rows are written already closed when the successor is
-  known; afterwards only the row just before each new change can gain a new successor,
-  and it is recomputed from scratch.
+  changes: ``ended_at`` = its ``observed_at``; when the successor names this interval as
+  its previous one (``end_confirmed``), ``last_seen`` = its ``previous_last_seen``,
+  exact, whatever snapshots arrived. Rows are written already closed when the successor
+  is known; afterwards only the row just before each new change can gain a new
+  successor, and its end is recomputed.
 
   The successor is looked up rather than found through the change's
   ``previous_first_seen``, because sources with date-only timestamps (the hotel data)
@@ -528,21 +529,21 @@ _SUCCESSOR = sql.SQL(
     "AND (c.observed_at, c.seq) > (r.first_seen, r.first_seq) "
     "ORDER BY c.observed_at, c.seq LIMIT 1"
 )
-# last_seen of a closed interval: its own (current_last_seen), or what its successor says
-# it was (previous_last_seen), whichever is later. The successor's word counts only when it
-# names this interval's start as its previous one; otherwise a change in between is
-# missing and previous_last_seen describes that missing interval, not this one.
-_CLOSED_LAST_SEEN = sql.SQL(
-    "GREATEST(r.current_last_seen, CASE WHEN nx.previous_first_seen = r.first_seen THEN nx.previous_last_seen END)"
-)
+# A successor *confirms* the end of an interval when it names the interval's start as its
+# previous one; its previous_last_seen is then the interval's exact last_seen. Otherwise a
+# change in between is missing (or, with date-only ties, not yet arrived) and
+# previous_last_seen describes another interval: the interval keeps what its own records
+# (its change, AvailabilityCurrent snapshots) showed, r.seen.
+_CONFIRMED = sql.SQL("(nx.previous_first_seen = r.first_seen AND nx.previous_last_seen IS NOT NULL)")
+_LAST_SEEN = sql.SQL("CASE WHEN {c} THEN nx.previous_last_seen ELSE r.seen END").format(c=_CONFIRMED)
 _INTERVAL_COLS = (
     *_INTERVAL_STATE,
     "key",
     "first_seen",
     "first_seq",
-    "current_last_seen",
     "observations",
     "last_seen",
+    "end_confirmed",
     "ended_at",
     "ended_seq",
 )
@@ -558,22 +559,28 @@ def _same_interval(a: str, b: str, first_seen: str, first_seq: str) -> sql.Compo
 def _interval_upsert(s: sql.Identifier, rows: sql.Composable, *, with_state: bool) -> sql.Composed:
     """Insert (or merge into) one state_intervals row per row of ``rows``, already closed by
     its successor when there is one. ``rows`` yields the state columns, key, first_seen,
-    first_seq, current_last_seen and observations, at most once per interval."""
+    first_seq, seen (the latest time its records showed the state) and observations, at
+    most once per interval."""
     merged: list[tuple[str, str]] = [(c, f"EXCLUDED.{c}") for c in _INTERVAL_STATE] if with_state else []
     merged += [
-        # Only grow: merging is a max, whatever order the interval's records arrive in.
-        ("current_last_seen", "GREATEST(si.current_last_seen, EXCLUDED.current_last_seen)"),
+        # Only grows: merging is a max, whatever order the interval's records arrive in.
         ("observations", "GREATEST(si.observations, EXCLUDED.observations)"),
-        # EXCLUDED.last_seen already holds GREATEST(new current_last_seen, successor's word).
-        ("last_seen", "GREATEST(si.current_last_seen, EXCLUDED.last_seen)"),
-        # The successor was looked up in the complete set of stored changes: it is the truth.
+        # A confirmed end is exact and replaces whatever was known (which may have come from
+        # a successor that a late change has since displaced); otherwise only grow.
+        (
+            "last_seen",
+            "CASE WHEN EXCLUDED.end_confirmed THEN EXCLUDED.last_seen "
+            "ELSE GREATEST(si.last_seen, EXCLUDED.last_seen) END",
+        ),
+        # The successor was looked up among all stored changes, this batch's included.
+        ("end_confirmed", "EXCLUDED.end_confirmed"),
         ("ended_at", "EXCLUDED.ended_at"),
         ("ended_seq", "EXCLUDED.ended_seq"),
     ]
     return sql.SQL(
         "INSERT INTO {s}.state_intervals AS si ({cols}) "
-        "SELECT {r_state}, r.key, r.first_seen, r.first_seq, r.current_last_seen, r.observations, "
-        "{last_seen}, nx.observed_at, nx.seq "
+        "SELECT {r_state}, r.key, r.first_seen, r.first_seq, r.observations, "
+        "{last_seen}, COALESCE({confirmed}, false), nx.observed_at, nx.seq "
         "FROM ({rows}) r LEFT JOIN LATERAL ({successor}) nx ON true "
         "ORDER BY r.key, r.first_seen, r.first_seq "
         "ON CONFLICT (key, first_seen, first_seq) DO UPDATE SET {set} "
@@ -582,7 +589,8 @@ def _interval_upsert(s: sql.Identifier, rows: sql.Composable, *, with_state: boo
         s=s,
         cols=_names(_INTERVAL_COLS),
         r_state=_names(_INTERVAL_STATE, "r"),
-        last_seen=_CLOSED_LAST_SEEN,
+        last_seen=_LAST_SEEN,
+        confirmed=_CONFIRMED,
         rows=rows,
         successor=_SUCCESSOR.format(s=s),
         set=sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(c), sql.SQL(e)) for c, e in merged),
@@ -608,8 +616,7 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
             s,
             sql.SQL(
                 "SELECT {c_state}, c.key, c.observed_at AS first_seen, c.seq AS first_seq, "
-                "GREATEST(c.observed_at, x.last_seen) AS current_last_seen, "
-                "GREATEST(1, x.observations) AS observations "
+                "GREATEST(c.observed_at, x.last_seen) AS seen, GREATEST(1, x.observations) AS observations "
                 "FROM slotstream_stage_changes c LEFT JOIN slotstream_stage_ext x ON {on}"
             ).format(c_state=_names(_INTERVAL_STATE, "c"), on=change_opens_x),
             with_state=True,
@@ -619,8 +626,8 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
         "intervals_of_currents": _interval_upsert(
             s,
             sql.SQL(
-                "SELECT {state}, x.key, x.first_seen, x.first_seq, x.last_seen AS current_last_seen, "
-                "x.observations FROM slotstream_stage_ext x "
+                "SELECT {state}, x.key, x.first_seen, x.first_seq, x.last_seen AS seen, x.observations "
+                "FROM slotstream_stage_ext x "
                 "WHERE NOT EXISTS (SELECT 1 FROM slotstream_stage_changes c WHERE {on})"
             ).format(state=_names(_INTERVAL_STATE, "x"), on=change_opens_x),
             with_state=False,
@@ -645,26 +652,28 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
             ),
             closing AS (
                 SELECT r.key, r.first_seen, r.first_seq, nx.observed_at AS ended_at, nx.seq AS ended_seq,
-                       {last_seen} AS last_seen
+                       {last_seen} AS last_seen, {confirmed} AS end_confirmed
                 FROM (
-                    SELECT si.key, si.first_seen, si.first_seq, si.current_last_seen
+                    SELECT si.key, si.first_seen, si.first_seq, si.last_seen AS seen
                     FROM pred p JOIN {s}.state_intervals si ON {si_is_p}
                 ) r
                 CROSS JOIN LATERAL ({successor}) nx
             )
             UPDATE {s}.state_intervals si
-            SET ended_at = cl.ended_at, ended_seq = cl.ended_seq, last_seen = cl.last_seen
+            SET ended_at = cl.ended_at, ended_seq = cl.ended_seq, last_seen = cl.last_seen,
+                end_confirmed = cl.end_confirmed
             FROM closing cl
             WHERE si.key = cl.key AND si.first_seen = cl.first_seen AND si.first_seq = cl.first_seq
-              AND (si.ended_at, si.ended_seq, si.last_seen)
-                  IS DISTINCT FROM (cl.ended_at, cl.ended_seq, cl.last_seen)
+              AND (si.ended_at, si.ended_seq, si.last_seen, si.end_confirmed)
+                  IS DISTINCT FROM (cl.ended_at, cl.ended_seq, cl.last_seen, cl.end_confirmed)
             """
         ).format(
             s=s,
             c_is_p=_same_interval("p", "c", "observed_at", "seq"),
             x_is_p=_same_interval("p", "x", "first_seen", "first_seq"),
             si_is_p=_same_interval("si", "p", "first_seen", "first_seq"),
-            last_seen=_CLOSED_LAST_SEEN,
+            last_seen=_LAST_SEEN,
+            confirmed=_CONFIRMED,
             successor=_SUCCESSOR.format(s=s),
         ),
         "currents": sql.SQL(

@@ -92,13 +92,16 @@ CREATE TABLE state_intervals (
     last_seen          timestamptz      NOT NULL,  -- seed 001 last_checked
     ended_at           timestamptz,                -- observed_at of the next change; NULL while open
     first_seq          bigint           NOT NULL,  -- seq of the change that opened it
-    observations       integer          NOT NULL,  -- observations of this state (AvailabilityCurrent)
-    -- last_seen as known from the interval's own records (its opening change and
-    -- AvailabilityCurrent snapshots), before the closing change's previous_last_seen is
-    -- taken into account. Kept so that last_seen can be recomputed when a later-arriving
-    -- change turns out to be the real successor: that keeps the table a function of the
-    -- set of records, whatever their order (see sinks/writer.py).
-    current_last_seen  timestamptz      NOT NULL,
+    -- Observations of this state, as far as AvailabilityCurrent snapshots told (the
+    -- largest count seen). Exact for the open interval; for a closed one the stream may
+    -- not have sent a snapshot after its last observation, and AvailabilityChange does not
+    -- carry the count, so it is a lower bound that depends on the stream's batching.
+    observations       integer          NOT NULL,
+    -- True when the change that ended this interval names it as its previous one
+    -- (previous_first_seen = first_seen): last_seen is then that change's
+    -- previous_last_seen, exact. False while open, or when a change in between is missing
+    -- (last_seen is then the latest the interval's own records showed).
+    end_confirmed      boolean          NOT NULL DEFAULT false,
     ended_seq          bigint,                     -- seq of the change that ended it
     PRIMARY KEY (key, first_seen, first_seq)
 );

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import NamedTuple
 
 from slotstream.contract import (
     AvailabilityChange,
@@ -40,8 +41,7 @@ class Obs:
         return f"{self.source}|{self.resource_id}|{self.slot}"
 
 
-@dataclass(frozen=True)
-class Interval:
+class Interval(NamedTuple):
     """Expected ``state_intervals`` row (the columns the sink must get right)."""
 
     key: str
