@@ -230,8 +230,9 @@ class AvailabilityChange(_Occupancy):
     """Emitted when free, capacity or status of a slot changed (or it was first seen).
 
     ``previous`` is None on first sight. ``previous_first_seen`` / ``previous_last_seen``
-    bound the previous state interval (UTC) and ``previous_duration_s`` is its length
-    in seconds. ``event_id`` is ``"<key>@<observed_at>#<seq>"``: deterministic, so a
+    bound the previous state interval (UTC), ``previous_duration_s`` is its length in
+    seconds (until this change) and ``previous_observations`` how many observations
+    confirmed it: the closed interval is fully described by the change that closed it. ``event_id`` is ``"<key>@<observed_at>#<seq>"``: deterministic, so a
     re-emitted change after a crash is recognisably the same event.
     """
 
@@ -252,6 +253,7 @@ class AvailabilityChange(_Occupancy):
     previous_first_seen: UtcDatetime | None = None
     previous_last_seen: UtcDatetime | None = None
     previous_duration_s: float | None = None
+    previous_observations: int | None = Field(default=None, ge=1, description="observations of the previous interval")
     attributes: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
 
 

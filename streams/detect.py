@@ -56,6 +56,7 @@ class Tracker(BaseModel):
     previous: SlotState | None = None
     previous_first_seen: datetime | None = None
     previous_last_seen: datetime | None = None
+    previous_observations: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,7 @@ def _change(obs: AvailabilityObservation, t: Tracker) -> AvailabilityChange:
         previous_first_seen=t.previous_first_seen,
         previous_last_seen=t.previous_last_seen,
         previous_duration_s=duration,
+        previous_observations=t.previous_observations,
         attributes=obs.attributes,
     )
 
@@ -147,6 +149,7 @@ def detect(tracker: Tracker | None, obs: AvailabilityObservation) -> Detection:
         previous=tracker.state,
         previous_first_seen=tracker.first_seen,
         previous_last_seen=tracker.last_seen,
+        previous_observations=tracker.observations,
     )
     return Detection(new, _change(obs, new), "changed")
 

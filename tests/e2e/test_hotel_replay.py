@@ -37,11 +37,13 @@ NIGHTS = [
 
 #: Columns compared between two runs (everything but wall-clock times of processing).
 COMPARED = {
-    "booking_events": "*",
-    "availability_changes": "*",
-    "state_intervals": "*",
-    "availability_current": "key, capacity, free, status, first_seen, last_seen, last_seq, attributes",
-    "booking_counts": "*",
+    "booking_events": "event_id, event_time, seq, kind, booking_id, resource_id, arrival_date, nights, lead_time_days",
+    "availability_changes": "key, observed_at, seq, event_id, prev_capacity, prev_free, prev_status, capacity, free, "
+    "status, delta_free, previous_first_seen, previous_last_seen, previous_duration_s, occupancy_percent, "
+    "occupancy_steps, occupancy_status, attributes",
+    "state_intervals": "key, capacity, free, status, first_seen, last_seen, ended_at, first_seq, observations",
+    "availability_current": "key, capacity, free, status, first_seen, last_seen, last_seq, observations, attributes",
+    "booking_counts": "source, resource_id, period, bucket, created, cancelled, net, last_seq",
 }
 
 
@@ -222,5 +224,54 @@ def test_kill_9_and_restart_leaves_the_same_database(replayed: Settings, stack: 
                     f"EXCEPT ALL SELECT {columns} FROM {y}.{table}) d",
                 )
                 assert diff == [(0,)], f"{table}: rows in {x} missing from {y}"
+    finally:
+        drop(s)
+
+
+def test_bad_input_goes_to_dead_letters_and_the_rest_flows(stack: Settings, tmp_path: Path) -> None:
+    """A file with malformed rows, and garbage on the observations topic: every bad
+    record ends in dead_letters with its reason and raw payload; every good row is
+    processed; the pipeline keeps running."""
+    from kafka import KafkaProducer
+
+    from tests.producers.csvrows import row, write_gz
+
+    arrival = date(2016, 3, 10)
+    lines: list[str | bytes] = [
+        row(arrival=arrival, lead_time=20, status="Canceled", status_date=date(2016, 3, 1)),
+        row(lead_time="abc"),
+        row(hotel="City Hotel", arrival=arrival, lead_time=3),
+        row(month="Juyl"),
+        row(arrival=arrival, lead_time=5, weekend=1, week=2),
+        row(hotel="Caf\x00 Hotel").encode().replace(b"\x00", b"\xe9"),
+    ]
+    path = write_gz(tmp_path / "bad.csv.gz", lines)
+    s = isolated(stack, "bad")
+    ensure_topics(s.kafka.bootstrap_servers, s.kafka.topics.specs())
+    pipeline = Pipeline(s, log_dir=tmp_path / "logs")
+    try:
+        pipeline.start("sink")
+        pipeline.start("stream")
+        producer = KafkaProducer(bootstrap_servers=s.kafka.bootstrap_servers)
+        producer.send(s.kafka.topics.observations, key=b"x|y|z", value=b'{"free": "lots"}').get(timeout=30)
+        producer.close()
+        events = produce(s, path)
+        pipeline.wait_caught_up(timeout=600)
+        assert all(proc.poll() is None for proc in pipeline.procs.values()), "a component died"
+    finally:
+        pipeline.stop()
+    try:
+        letters = query(s, "SELECT stage, origin->>'line', error, raw FROM dead_letters ORDER BY 1, 2")
+        by_stage: dict[str, list[tuple[object, ...]]] = {}
+        for letter in letters:
+            by_stage.setdefault(str(letter[0]), []).append(letter)
+        assert [line for _s, line, _e, _r in by_stage["producer.hotel-bookings"]] == ["3", "5", "7"]
+        assert all(error and raw for _s, _l, error, raw in letters)
+        [garbage] = by_stage["stream.detect_changes"]
+        assert garbage[3] == '{"free": "lots"}' and "AvailabilityObservation" in str(garbage[2])
+        assert events == 4  # 3 good rows: 3 created + 1 cancelled
+        assert query(s, "SELECT count(*) FROM booking_events") == [(4,)]
+        nights = query(s, "SELECT count(DISTINCT key) FROM availability_changes")
+        assert nights[0][0] > 0
     finally:
         drop(s)

@@ -70,6 +70,7 @@ def test_unchanged_extends_the_interval_and_change_carries_it() -> None:
     assert last.previous_first_seen == T0
     assert last.previous_last_seen == T0 + timedelta(minutes=2)
     assert last.previous_duration_s == 300.0  # until the change, as seed 001 closes an entry
+    assert last.previous_observations == 3
     assert tracker is not None and tracker.first_seen == T0 + timedelta(minutes=5)
 
 
