@@ -232,8 +232,9 @@ class AvailabilityChange(_Occupancy):
     ``previous`` is None on first sight. ``previous_first_seen`` / ``previous_last_seen``
     bound the previous state interval (UTC), ``previous_duration_s`` is its length in
     seconds (until this change) and ``previous_observations`` how many observations
-    confirmed it: the closed interval is fully described by the change that closed it. ``event_id`` is ``"<key>@<observed_at>#<seq>"``: deterministic, so a
-    re-emitted change after a crash is recognisably the same event.
+    confirmed it: the closed interval is fully described by the change that closed it.
+    ``event_id`` is ``"<key>@<observed_at>#<seq>"``: deterministic, so a re-emitted change
+    after a crash is recognisably the same event.
     """
 
     event_type: Literal["availability_change"] = "availability_change"

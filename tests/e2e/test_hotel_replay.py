@@ -271,7 +271,6 @@ def test_bad_input_goes_to_dead_letters_and_the_rest_flows(stack: Settings, tmp_
         assert garbage[3] == '{"free": "lots"}' and "AvailabilityObservation" in str(garbage[2])
         assert events == 4  # 3 good rows: 3 created + 1 cancelled
         assert query(s, "SELECT count(*) FROM booking_events") == [(4,)]
-        nights = query(s, "SELECT count(DISTINCT key) FROM availability_changes")
-        assert nights[0][0] > 0
+        assert query(s, "SELECT count(DISTINCT key) > 0 FROM availability_changes") == [(True,)]
     finally:
         drop(s)
