@@ -307,6 +307,7 @@ _CHANGE_COLS: _Cols = (
     ("previous_first_seen", "timestamptz"),
     ("previous_last_seen", "timestamptz"),
     ("previous_duration_s", "double precision"),
+    ("previous_observations", "integer"),
     ("occupancy_percent", "double precision"),
     ("occupancy_steps", "integer"),
     ("occupancy_status", "text"),
@@ -425,6 +426,7 @@ def _change_row(c: AvailabilityChange) -> tuple[Any, ...]:
         c.previous_first_seen,
         c.previous_last_seen,
         c.previous_duration_s,
+        c.previous_observations,
         c.occupancy_percent,
         c.occupancy_steps,
         c.occupancy_status,
@@ -523,7 +525,7 @@ def _upsert_set(cols: Sequence[str]) -> sql.Composable:
 # the change that ended it. The redundant "observed_at >= first_seen" lets TimescaleDB
 # skip older chunks; the index scans are on availability_changes' primary key.
 _SUCCESSOR = sql.SQL(
-    "SELECT c.observed_at, c.seq, c.previous_first_seen, c.previous_last_seen "
+    "SELECT c.observed_at, c.seq, c.previous_first_seen, c.previous_last_seen, c.previous_observations "
     "FROM {s}.availability_changes c "
     "WHERE c.key = r.key AND c.observed_at >= r.first_seen "
     "AND (c.observed_at, c.seq) > (r.first_seen, r.first_seq) "
@@ -536,6 +538,11 @@ _SUCCESSOR = sql.SQL(
 # (its change, AvailabilityCurrent snapshots) showed, r.seen.
 _CONFIRMED = sql.SQL("(nx.previous_first_seen = r.first_seen AND nx.previous_last_seen IS NOT NULL)")
 _LAST_SEEN = sql.SQL("CASE WHEN {c} THEN nx.previous_last_seen ELSE r.seen END").format(c=_CONFIRMED)
+# A confirming successor also knows the interval's exact observation count, which is at
+# least any snapshot's (counts only grow while the interval is open): take the larger.
+_OBSERVATIONS = sql.SQL(
+    "GREATEST(r.observations, CASE WHEN {c} THEN COALESCE(nx.previous_observations, 0) ELSE 0 END)"
+).format(c=_CONFIRMED)
 _INTERVAL_COLS = (
     *_INTERVAL_STATE,
     "key",
@@ -579,7 +586,7 @@ def _interval_upsert(s: sql.Identifier, rows: sql.Composable, *, with_state: boo
     ]
     return sql.SQL(
         "INSERT INTO {s}.state_intervals AS si ({cols}) "
-        "SELECT {r_state}, r.key, r.first_seen, r.first_seq, r.observations, "
+        "SELECT {r_state}, r.key, r.first_seen, r.first_seq, {observations}, "
         "{last_seen}, COALESCE({confirmed}, false), nx.observed_at, nx.seq "
         "FROM ({rows}) r LEFT JOIN LATERAL ({successor}) nx ON true "
         "ORDER BY r.key, r.first_seen, r.first_seq "
@@ -589,6 +596,7 @@ def _interval_upsert(s: sql.Identifier, rows: sql.Composable, *, with_state: boo
         s=s,
         cols=_names(_INTERVAL_COLS),
         r_state=_names(_INTERVAL_STATE, "r"),
+        observations=_OBSERVATIONS,
         last_seen=_LAST_SEEN,
         confirmed=_CONFIRMED,
         rows=rows,
@@ -652,20 +660,20 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
             ),
             closing AS (
                 SELECT r.key, r.first_seen, r.first_seq, nx.observed_at AS ended_at, nx.seq AS ended_seq,
-                       {last_seen} AS last_seen, {confirmed} AS end_confirmed
+                       {last_seen} AS last_seen, {confirmed} AS end_confirmed, {observations} AS observations
                 FROM (
-                    SELECT si.key, si.first_seen, si.first_seq, si.last_seen AS seen
+                    SELECT si.key, si.first_seen, si.first_seq, si.last_seen AS seen, si.observations
                     FROM pred p JOIN {s}.state_intervals si ON {si_is_p}
                 ) r
                 CROSS JOIN LATERAL ({successor}) nx
             )
             UPDATE {s}.state_intervals si
             SET ended_at = cl.ended_at, ended_seq = cl.ended_seq, last_seen = cl.last_seen,
-                end_confirmed = cl.end_confirmed
+                end_confirmed = cl.end_confirmed, observations = cl.observations
             FROM closing cl
             WHERE si.key = cl.key AND si.first_seen = cl.first_seen AND si.first_seq = cl.first_seq
-              AND (si.ended_at, si.ended_seq, si.last_seen, si.end_confirmed)
-                  IS DISTINCT FROM (cl.ended_at, cl.ended_seq, cl.last_seen, cl.end_confirmed)
+              AND (si.ended_at, si.ended_seq, si.last_seen, si.end_confirmed, si.observations)
+                  IS DISTINCT FROM (cl.ended_at, cl.ended_seq, cl.last_seen, cl.end_confirmed, cl.observations)
             """
         ).format(
             s=s,
@@ -674,6 +682,7 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
             si_is_p=_same_interval("si", "p", "first_seen", "first_seq"),
             last_seen=_LAST_SEEN,
             confirmed=_CONFIRMED,
+            observations=_OBSERVATIONS,
             successor=_SUCCESSOR.format(s=s),
         ),
         "currents": sql.SQL(
