@@ -196,6 +196,44 @@ def sink(ctx: typer.Context) -> None:
     run_sink(_settings(ctx))
 
 
+db_app = typer.Typer(help="The TimescaleDB schema of the sink.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("migrate")
+def db_migrate(ctx: typer.Context) -> None:
+    """Apply pending migrations (the sink also does this at start)."""
+    import psycopg
+
+    from sinks.migrate import migrate
+
+    pg = _settings(ctx).postgres
+    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
+        applied = migrate(conn, pg)
+    console.print(
+        f"[green]✓[/] schema {pg.db_schema} up to date ({len(applied)} applied: {', '.join(applied) or 'none'})"
+    )
+
+
+@db_app.command("prune")
+def db_prune(
+    ctx: typer.Context,
+    older_than_days: Annotated[int, typer.Option("--older-than-days", min=1, help="keep this many days")] = 365,
+) -> None:
+    """Drop hypertable chunks older than the horizon (``drop_chunks``; for cron on the
+    Apache build, where retention policies do not exist)."""
+    from datetime import timedelta
+
+    import psycopg
+
+    from sinks.retention import prune
+
+    pg = _settings(ctx).postgres
+    with psycopg.connect(pg.conninfo()) as conn:
+        dropped = prune(conn, pg, timedelta(days=older_than_days))
+    console.print(f"[green]✓[/] chunks dropped: {dropped}")
+
+
 @schema_app.command("export")
 def schema_export(
     directory: Annotated[Path | None, typer.Argument(help="default: slotstream/schemas")] = None,
