@@ -49,7 +49,7 @@ def replay_once(base: Settings, profile: bool) -> tuple[Settings, dict[str, Any]
     spy = None
     try:
         pipeline.start("sink")
-        worker = pipeline.start("stream")
+        worker = pipeline.start("stream")[0]
         time.sleep(8)  # let both join their groups, so the timing is the pipeline's
         if profile and shutil.which("py-spy"):
             spy = subprocess.Popen(

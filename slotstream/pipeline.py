@@ -28,6 +28,13 @@ __all__ = ["Pipeline", "PipelineError", "namespaced", "settings_env"]
 COMPONENTS = ("stream", "sink")
 
 
+def _instances(name: str, settings: Settings) -> list[str]:
+    """Process names of a component: ``stream`` runs ``settings.stream.workers`` workers
+    (``stream``, ``stream.2``, ...), which split the partitions as one consumer group."""
+    count = settings.stream.workers if name == "stream" else 1
+    return [name if i == 0 else f"{name}.{i + 1}" for i in range(count)]
+
+
 class PipelineError(SlotstreamError):
     """A component died or the pipeline did not catch up in time."""
 
@@ -69,36 +76,40 @@ class Pipeline:
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
 
-    def start(self, name: str) -> subprocess.Popen[bytes]:
-        """Start component ``name`` (``stream`` or ``sink``) unless it is running."""
+    def start(self, name: str) -> list[subprocess.Popen[bytes]]:
+        """Start every process of component ``name`` (``stream`` or ``sink``) that is
+        not running; returns them all."""
         assert name in COMPONENTS, name
-        proc = self.procs.get(name)
-        if proc is not None and proc.poll() is None:
-            return proc
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        with self.log_path(name).open("ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "slotstream", name],
-                env=self._env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.procs[name] = proc
-        return proc
+        procs = []
+        for instance in _instances(name, self.settings):
+            proc = self.procs.get(instance)
+            if proc is None or proc.poll() is not None:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                with self.log_path(instance).open("ab") as log:
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", "slotstream", name],
+                        env={**self._env, "SLOTSTREAM_STREAM__INSTANCE": instance},
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                self.procs[instance] = proc
+            procs.append(proc)
+        return procs
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` to a component and wait for it to exit."""
-        proc = self.procs.get(name)
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        """Send ``sig`` to every process of a component and wait for them to exit."""
+        for instance in _instances(name, self.settings):
+            proc = self.procs.get(instance)
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
 
     def stop(self) -> None:
         """Stop every component gracefully (SIGTERM), SIGKILL after 60 s."""

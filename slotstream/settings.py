@@ -115,6 +115,11 @@ class StreamSettings(_Group):
 
     #: Faust app id: the consumer group and the prefix of its changelog topics.
     app_id: str = "slotstream-stream"
+    #: Worker processes `slotstream demo` (and the tests) start; they share the
+    #: partitions as one consumer group, so more than one uses more cores.
+    workers: int = Field(1, ge=1, le=8)
+    #: Name of this worker process (its own Faust data directory).
+    instance: str = Field("stream", pattern=r"^[a-z0-9.]+$")
     #: Records per batch (``Stream.take``) and the longest wait for a batch, seconds.
     batch_size: int = Field(2000, ge=1)
     batch_within_s: float = Field(0.2, gt=0)

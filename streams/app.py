@@ -95,7 +95,8 @@ def build_app(settings: Settings) -> faust.App:
     """The Faust app with its topics, tables and agents, configured from ``settings``."""
     stream = settings.stream
     topics = settings.kafka.topics
-    datadir = settings.stack.state_dir / "faust"
+    # One data directory per worker process: several may run side by side.
+    datadir = settings.stack.state_dir / "faust" / stream.app_id / stream.instance
     app = faust.App(
         stream.app_id,
         broker=[f"kafka://{hp}" for hp in settings.kafka.bootstrap_servers.split(",")],

@@ -32,9 +32,9 @@ _DAY = timedelta(days=1)
 class Ledger(BaseModel):
     """Table value per resource. Dates are ISO strings as JSON object keys.
 
-    ``held``: rooms held per night; ``daily`` / ``monthly``: ``[created, cancelled]``
-    per event day / first day of the event month; ``last_seq``: the last event applied
-    (-1: none).
+    ``held``: rooms held per night; ``daily`` / ``monthly``: ``[created, cancelled,
+    last_seq]`` per event day / first day of the event month, ``last_seq`` being the
+    last event counted in that bucket; ``last_seq``: the last event applied (-1: none).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -69,8 +69,11 @@ def apply_event(ledger: Ledger, event: BookingEvent) -> Applied:
     month = day.replace(day=1)
     column = 0 if event.kind == "created" else 1
     for buckets, bucket in ((ledger.daily, day), (ledger.monthly, month)):
-        counts = buckets.setdefault(bucket, [0, 0])
+        counts = buckets.setdefault(bucket, [0, 0, event.seq])
         counts[column] += 1
+        # Per bucket, not the ledger's: a count record must not depend on where a batch
+        # ended, or a replay with other batch boundaries would write other rows.
+        counts[2] = event.seq
     return Applied(nights=nights, days=[day], months=[month])
 
 
@@ -102,7 +105,7 @@ def counts_of(ledger: Ledger, source: str, resource_id: str, days: set[date], mo
     out = []
     for period, buckets, wanted in (("day", ledger.daily, days), ("month", ledger.monthly, months)):
         for bucket in sorted(wanted):
-            created, cancelled = buckets[bucket]
+            created, cancelled, last_seq = buckets[bucket]
             out.append(
                 BookingCount(
                     source=source,
@@ -112,7 +115,7 @@ def counts_of(ledger: Ledger, source: str, resource_id: str, days: set[date], mo
                     created=created,
                     cancelled=cancelled,
                     net=created - cancelled,
-                    last_seq=ledger.last_seq,
+                    last_seq=last_seq,
                 )
             )
     return out
