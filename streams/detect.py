@@ -108,6 +108,22 @@ def _same(obs: AvailabilityObservation, state: SlotState) -> bool:
     return obs.free == state.free and obs.capacity == state.capacity and obs.status == state.status
 
 
+def _open(obs: AvailabilityObservation, closing: Tracker | None) -> Tracker:
+    """The tracker of the interval ``obs`` opens, after ``closing`` (None: first sight)."""
+    return Tracker(
+        state=obs.state,
+        first_seen=obs.observed_at,
+        first_seq=obs.seq,
+        last_seen=obs.observed_at,
+        last_seq=obs.seq,
+        observations=1,
+        previous=None if closing is None else closing.state,
+        previous_first_seen=None if closing is None else closing.first_seen,
+        previous_last_seen=None if closing is None else closing.last_seen,
+        previous_observations=None if closing is None else closing.observations,
+    )
+
+
 def detect(tracker: Tracker | None, obs: AvailabilityObservation) -> Detection:
     """Apply one observation to a slot's tracker (None: never seen); see the module doc.
 
@@ -116,14 +132,7 @@ def detect(tracker: Tracker | None, obs: AvailabilityObservation) -> Detection:
     change; ``previous_last_seen`` is its last confirming observation.
     """
     if tracker is None:
-        new = Tracker(
-            state=obs.state,
-            first_seen=obs.observed_at,
-            first_seq=obs.seq,
-            last_seen=obs.observed_at,
-            last_seq=obs.seq,
-            observations=1,
-        )
+        new = _open(obs, None)
         return Detection(new, _change(obs, new), "first")
     position = (obs.observed_at, obs.seq)
     if position <= (tracker.last_seen, tracker.last_seq):
@@ -139,18 +148,7 @@ def detect(tracker: Tracker | None, obs: AvailabilityObservation) -> Detection:
             }
         )
         return Detection(extended, None, "unchanged")
-    new = Tracker(
-        state=obs.state,
-        first_seen=obs.observed_at,
-        first_seq=obs.seq,
-        last_seen=obs.observed_at,
-        last_seq=obs.seq,
-        observations=1,
-        previous=tracker.state,
-        previous_first_seen=tracker.first_seen,
-        previous_last_seen=tracker.last_seen,
-        previous_observations=tracker.observations,
-    )
+    new = _open(obs, tracker)
     return Detection(new, _change(obs, new), "changed")
 
 

@@ -12,6 +12,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from itertools import pairwise
 from pathlib import Path
@@ -59,6 +60,27 @@ def produce(settings: Settings, path: Path | None = None) -> int:
     return int(summary.events)
 
 
+@contextmanager
+def running(settings: Settings, log_dir: Path) -> Iterator[Pipeline]:
+    """Topics created, sink and stream worker(s) running; stopped on exit."""
+    ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.topics.specs())
+    pipeline = Pipeline(settings, log_dir=log_dir)
+    try:
+        pipeline.start("sink")
+        pipeline.start("stream")
+        yield pipeline
+    finally:
+        pipeline.stop()
+
+
+def replay(settings: Settings, log_dir: Path, path: Path | None = None) -> int:
+    """Replay a hotel file through a running pipeline until lag 0; returns events produced."""
+    with running(settings, log_dir) as pipeline:
+        events = produce(settings, path)
+        pipeline.wait_caught_up(timeout=1800)
+    return events
+
+
 def drop(settings: Settings) -> None:
     pg = settings.postgres
     with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
@@ -69,15 +91,7 @@ def drop(settings: Settings) -> None:
 def replayed(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """The whole hotel file replayed once, uninterrupted; yields its settings."""
     s = isolated(stack, "full")
-    ensure_topics(s.kafka.bootstrap_servers, s.kafka.topics.specs())
-    pipeline = Pipeline(s, log_dir=tmp_path_factory.mktemp("replay-logs"))
-    try:
-        pipeline.start("sink")
-        pipeline.start("stream")
-        produce(s)
-        pipeline.wait_caught_up(timeout=1800)
-    finally:
-        pipeline.stop()
+    replay(s, tmp_path_factory.mktemp("replay-logs"))
     yield s
     drop(s)
 
@@ -177,14 +191,7 @@ def test_no_dead_letters_on_the_real_file(replayed: Settings) -> None:
 
 def test_replaying_again_adds_no_rows(replayed: Settings, tmp_path: Path) -> None:
     before = {t: query(replayed, f"SELECT count(*) FROM {t}")[0][0] for t in COMPARED}
-    pipeline = Pipeline(replayed, log_dir=tmp_path)
-    try:
-        pipeline.start("sink")
-        pipeline.start("stream")
-        produce(replayed)
-        pipeline.wait_caught_up(timeout=1800)
-    finally:
-        pipeline.stop()
+    replay(replayed, tmp_path)
     after = {t: query(replayed, f"SELECT count(*) FROM {t}")[0][0] for t in COMPARED}
     assert after == before
 
@@ -193,11 +200,7 @@ def test_kill_9_and_restart_leaves_the_same_database(replayed: Settings, stack: 
     """kill -9 the stream worker and the sink mid-replay, restart them, let it finish:
     the tables equal the uninterrupted run's."""
     s = isolated(stack, "crash")
-    ensure_topics(s.kafka.bootstrap_servers, s.kafka.topics.specs())
-    pipeline = Pipeline(s, log_dir=tmp_path)
-    try:
-        pipeline.start("sink")
-        pipeline.start("stream")
+    with running(s, tmp_path) as pipeline:
         produce(s)
         kills = 0
         deadline = time.monotonic() + 1800
@@ -212,8 +215,6 @@ def test_kill_9_and_restart_leaves_the_same_database(replayed: Settings, stack: 
             kills += 1
         assert kills >= 2, "the replay finished before the worker could be killed twice"
         pipeline.wait_caught_up(timeout=1800)
-    finally:
-        pipeline.stop()
     try:
         a, b = replayed.postgres.db_schema, s.postgres.db_schema
         for table, columns in COMPARED.items():
@@ -247,19 +248,13 @@ def test_bad_input_goes_to_dead_letters_and_the_rest_flows(stack: Settings, tmp_
     ]
     path = write_gz(tmp_path / "bad.csv.gz", lines)
     s = isolated(stack, "bad")
-    ensure_topics(s.kafka.bootstrap_servers, s.kafka.topics.specs())
-    pipeline = Pipeline(s, log_dir=tmp_path / "logs")
-    try:
-        pipeline.start("sink")
-        pipeline.start("stream")
+    with running(s, tmp_path / "logs") as pipeline:
         producer = KafkaProducer(bootstrap_servers=s.kafka.bootstrap_servers)
         producer.send(s.kafka.topics.observations, key=b"x|y|z", value=b'{"free": "lots"}').get(timeout=30)
         producer.close()
         events = produce(s, path)
         pipeline.wait_caught_up(timeout=600)
         assert all(proc.poll() is None for proc in pipeline.procs.values()), "a component died"
-    finally:
-        pipeline.stop()
     try:
         letters = query(s, "SELECT stage, origin->>'line', error, raw FROM dead_letters ORDER BY 1, 2")
         by_stage: dict[str, list[tuple[object, ...]]] = {}
