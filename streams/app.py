@@ -97,6 +97,7 @@ def build_app(settings: Settings) -> faust.App:
     topics = settings.kafka.topics
     # One data directory per worker process: several may run side by side.
     datadir = settings.stack.state_dir / "faust" / stream.app_id / stream.instance
+    datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         stream.app_id,
         broker=[f"kafka://{hp}" for hp in settings.kafka.bootstrap_servers.split(",")],
