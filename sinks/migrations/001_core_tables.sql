@@ -7,11 +7,16 @@
 -- Times are timestamptz (UTC on the wire), durations seconds, counts integers.
 --
 -- Chunk intervals: sized for the main job, ~2 years of daily hotel data
--- (hotel_bookings.csv.gz: ~119k bookings, ~165k booking events, ~1M change rows).
--- TimescaleDB advises chunks whose indexes fit comfortably in memory and warns that many
--- tiny chunks cost planning time; at this volume the risk is too many chunks, not too
--- big ones, so intervals are long: ~25-40 chunks per table. set_chunk_time_interval()
--- changes them for future chunks if a denser source arrives.
+-- (hotel_bookings.csv.gz: ~119k bookings, ~165k booking events, ~0.5-1M change rows).
+-- TimescaleDB advises chunks whose data and indexes fit comfortably in memory (~25 % of
+-- it for the recent ones) and warns that many small chunks cost planning and execution
+-- time. At this volume the risk is too many chunks: the sink looks up each change's
+-- neighbours per row (sinks/writer.py), and every such lookup visits the chunk list.
+-- Measured on ~1M changes spread over 2 years (write_batch, local stack): 30-day chunks
+-- (25 chunks, <= 20 MB each) ~7.7k changes/s; 90-day (9, <= 65 MB) ~12.5k/s; 365-day
+-- (3, <= 255 MB, about shared_buffers) ~20k/s. 90 days keeps chunks far below memory
+-- and quarterly drop_chunks/compression granularity. set_chunk_time_interval() changes
+-- it for future chunks if a denser source arrives.
 
 -- Dashboards read with the reader role: it may read every table and view here, including
 -- those created by later migrations (default privileges of the migrating owner role).
@@ -70,8 +75,8 @@ CREATE TABLE availability_changes (
     -- is a backward scan of it, so no separate (key, observed_at DESC) index is needed.
     PRIMARY KEY (key, observed_at, seq)
 );
--- ~1M rows over ~2 years: 30-day chunks, ~25 chunks of ~40k rows (~15 MB with indexes).
-SELECT create_hypertable('availability_changes', by_range('observed_at', INTERVAL '30 days'));
+-- ~1M rows over ~2 years: 90-day chunks, ~9 chunks of ~110k rows (<= 65 MB with indexes).
+SELECT create_hypertable('availability_changes', by_range('observed_at', INTERVAL '90 days'));
 -- Dashboards: how the nights (slots) of one hotel filled, in observation order.
 CREATE INDEX availability_changes_slot_idx
     ON availability_changes (source, resource_id, slot_start, observed_at);
@@ -106,7 +111,7 @@ CREATE TABLE state_intervals (
     PRIMARY KEY (key, first_seen, first_seq)
 );
 -- One interval per change: the same volume and interval as availability_changes.
-SELECT create_hypertable('state_intervals', by_range('first_seen', INTERVAL '30 days'));
+SELECT create_hypertable('state_intervals', by_range('first_seen', INTERVAL '90 days'));
 CREATE INDEX state_intervals_slot_idx ON state_intervals (source, resource_id, slot_start, first_seen);
 
 -- Latest state per slot (seed 001: HutAvailability), one row per key; small, so a plain

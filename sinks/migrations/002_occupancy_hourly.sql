@@ -20,8 +20,9 @@ BEGIN
             timescaledb.compress_segmentby = 'key',
             timescaledb.compress_orderby = 'observed_at, seq'
         );
-        -- 90 days: three 30-day chunks stay row-oriented for out-of-order inserts and the
-        -- sink's successor lookups (sinks/writer.py); older chunks are compressed.
+        -- A 90-day chunk is compressed once all of it is older than 90 days: the latest
+        -- one or two stay row-oriented for late inserts and the sink's successor lookups
+        -- (sinks/writer.py), which on compressed chunks would decompress segments.
         PERFORM add_compression_policy('availability_changes', compress_after => INTERVAL '90 days',
                                        if_not_exists => true);
 

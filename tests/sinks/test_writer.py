@@ -50,12 +50,12 @@ def _intervals(conn: Conn, schema: str) -> list[Interval]:
 
 def _observations() -> list[Obs]:
     """Three slots: hourly-ish changes, a date-only source (several changes at one
-    timestamp), and long gaps across 30-day chunks."""
+    timestamp), and long gaps across 90-day chunks."""
     return (
         walk("hotel-a", "2017-04-01", [4, 4, 3, 3, 3, 1, 0, 0, 2])
         + walk("hotel-a", "2017-04-02", [4, 3, 3, 2, 2, 1], step=timedelta(0))
         + walk("hotel-a", "2017-04-02", [1, 1, 0], step=timedelta(days=1), start=6)
-        + walk("hotel-b", "2017-04-01", [None, 2, 2, None, 1], step=timedelta(days=20))
+        + walk("hotel-b", "2017-04-01", [None, 2, 2, None, 1], step=timedelta(days=60))
     )
 
 
@@ -133,8 +133,8 @@ def _streams(draw: st.DrawFn) -> list[Obs]:
     for k in range(draw(st.integers(1, 3))):
         t, seq = T0, 0
         for _ in range(draw(st.integers(1, 10))):
-            # 0 h: date-only ties; 480 h: 20 days, across 30-day chunks.
-            t += timedelta(hours=draw(st.sampled_from([0, 0, 1, 24, 480])))
+            # 0 h: date-only ties; 1200 h: 50 days, across 90-day chunks.
+            t += timedelta(hours=draw(st.sampled_from([0, 0, 1, 24, 1200])))
             seq += draw(st.integers(1, 3))  # seq gaps: not every observation is seen
             out.append(Obs(f"r{k}", "2017-05-01", t, seq, free=draw(st.sampled_from([None, 0, 1, 2]))))
     return out
