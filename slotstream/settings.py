@@ -117,7 +117,7 @@ class StreamSettings(_Group):
     app_id: str = "slotstream-stream"
     #: Worker processes `slotstream demo` (and the tests) start; they share the
     #: partitions as one consumer group, so more than one uses more cores.
-    workers: int = Field(1, ge=1, le=8)
+    workers: int = Field(2, ge=1, le=8)
     #: Name of this worker process (its own Faust data directory).
     instance: str = Field("stream", pattern=r"^[a-z0-9.]+$")
     #: Records per batch (``Stream.take``) and the longest wait for a batch, seconds.
