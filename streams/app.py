@@ -118,6 +118,10 @@ def build_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         table_cleanup_interval=3600.0,
+        # No standby replicas: with several workers, Faust seeks a never-written standby
+        # changelog partition to offset -1 and crashes (aiokafka refuses negative offsets);
+        # the memory store recovers from the changelog on assignment anyway.
+        table_standby_replicas=0,
     )
 
     booking_events_topic = _raw_topic(app, topics.booking_events)
