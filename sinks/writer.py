@@ -21,10 +21,11 @@ How each table stays a function of the *set* of records seen:
   ``last_seen`` and ``observations`` only grow (GREATEST). A row is closed by its
   *successor*, the next change of the key by ``(observed_at, seq)`` among the stored
   changes: ``ended_at`` = its ``observed_at``; when the successor names this interval as
-  its previous one (``end_confirmed``), ``last_seen`` = its ``previous_last_seen``,
-  exact, whatever snapshots arrived. Rows are written already closed when the successor
-  is known; afterwards only the row just before each new change can gain a new
-  successor, and its end is recomputed.
+  its previous one and describes it (``end_confirmed``), ``last_seen`` and
+  ``observations`` are its ``previous_last_seen`` and ``previous_observations``, exact,
+  whatever snapshots arrived. Rows are written already closed when the successor is
+  known; afterwards only the row just before each new change can gain a new successor,
+  and its end is recomputed.
 
   The successor is looked up rather than found through the change's
   ``previous_first_seen``, because sources with date-only timestamps (the hotel data)
@@ -532,17 +533,19 @@ _SUCCESSOR = sql.SQL(
     "ORDER BY c.observed_at, c.seq LIMIT 1"
 )
 # A successor *confirms* the end of an interval when it names the interval's start as its
-# previous one; its previous_last_seen is then the interval's exact last_seen. Otherwise a
-# change in between is missing (or, with date-only ties, not yet arrived) and
-# previous_last_seen describes another interval: the interval keeps what its own records
-# (its change, AvailabilityCurrent snapshots) showed, r.seen.
-_CONFIRMED = sql.SQL("(nx.previous_first_seen = r.first_seen AND nx.previous_last_seen IS NOT NULL)")
+# previous one and reports it fully (AvailabilityChange.previous_last_seen and
+# .previous_observations): those are then the interval's exact last_seen and observation
+# count, and they *replace* whatever snapshots said (a snapshot never knows more; and a
+# successor displaced by a late change - date-only ties - must not leave its numbers
+# behind, which a GREATEST would). Otherwise a change in between is missing (or not yet
+# arrived), or the producer does not report the count: the interval keeps what its own
+# records (its change, AvailabilityCurrent snapshots) showed, r.seen and r.observations.
+_CONFIRMED = sql.SQL(
+    "(nx.previous_first_seen = r.first_seen AND nx.previous_last_seen IS NOT NULL "
+    "AND nx.previous_observations IS NOT NULL)"
+)
 _LAST_SEEN = sql.SQL("CASE WHEN {c} THEN nx.previous_last_seen ELSE r.seen END").format(c=_CONFIRMED)
-# A confirming successor also knows the interval's exact observation count, which is at
-# least any snapshot's (counts only grow while the interval is open): take the larger.
-_OBSERVATIONS = sql.SQL(
-    "GREATEST(r.observations, CASE WHEN {c} THEN COALESCE(nx.previous_observations, 0) ELSE 0 END)"
-).format(c=_CONFIRMED)
+_OBSERVATIONS = sql.SQL("CASE WHEN {c} THEN nx.previous_observations ELSE r.observations END").format(c=_CONFIRMED)
 _INTERVAL_COLS = (
     *_INTERVAL_STATE,
     "key",
@@ -570,10 +573,14 @@ def _interval_upsert(s: sql.Identifier, rows: sql.Composable, *, with_state: boo
     most once per interval."""
     merged: list[tuple[str, str]] = [(c, f"EXCLUDED.{c}") for c in _INTERVAL_STATE] if with_state else []
     merged += [
-        # Only grows: merging is a max, whatever order the interval's records arrive in.
-        ("observations", "GREATEST(si.observations, EXCLUDED.observations)"),
         # A confirmed end is exact and replaces whatever was known (which may have come from
-        # a successor that a late change has since displaced); otherwise only grow.
+        # a successor that a late change has since displaced); otherwise both only grow, a
+        # max, whatever order the interval's records arrive in.
+        (
+            "observations",
+            "CASE WHEN EXCLUDED.end_confirmed THEN EXCLUDED.observations "
+            "ELSE GREATEST(si.observations, EXCLUDED.observations) END",
+        ),
         (
             "last_seen",
             "CASE WHEN EXCLUDED.end_confirmed THEN EXCLUDED.last_seen "

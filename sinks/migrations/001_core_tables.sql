@@ -97,15 +97,14 @@ CREATE TABLE state_intervals (
     last_seen          timestamptz      NOT NULL,  -- seed 001 last_checked
     ended_at           timestamptz,                -- observed_at of the next change; NULL while open
     first_seq          bigint           NOT NULL,  -- seq of the change that opened it
-    -- Observations of this state, as far as AvailabilityCurrent snapshots told (the
-    -- largest count seen). Exact for the open interval; for a closed one the stream may
-    -- not have sent a snapshot after its last observation, and AvailabilityChange does not
-    -- carry the count, so it is a lower bound that depends on the stream's batching.
+    -- Observations of this state: from AvailabilityCurrent snapshots while open (the
+    -- largest count seen), then the closing change's count (see end_confirmed).
     observations       integer          NOT NULL,
     -- True when the change that ended this interval names it as its previous one
-    -- (previous_first_seen = first_seen): last_seen is then that change's
-    -- previous_last_seen, exact. False while open, or when a change in between is missing
-    -- (last_seen is then the latest the interval's own records showed).
+    -- (previous_first_seen = first_seen) and describes it: last_seen and observations are
+    -- then its previous_last_seen and previous_observations (migration 003), exact. False
+    -- while open, or when a change in between is missing (last_seen / observations are
+    -- then the latest the interval's own records showed).
     end_confirmed      boolean          NOT NULL DEFAULT false,
     ended_seq          bigint,                     -- seq of the change that ended it
     PRIMARY KEY (key, first_seen, first_seq)

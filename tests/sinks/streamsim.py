@@ -109,6 +109,8 @@ def simulate(observations: list[Obs]) -> Simulation:
                     previous_first_seen=None if cur is None else cur.first_seen,
                     previous_last_seen=None if cur is None else cur.last_seen,
                     previous_duration_s=None if cur is None else (cur.last_seen - cur.first_seen).total_seconds(),
+                    # What the stream reports since the contract has it: the closed interval's count.
+                    previous_observations=None if cur is None else cur.observations,
                     attributes={"sim": True},
                 )
             )
