@@ -54,7 +54,8 @@ def test_hypertable_insert_and_time_bucket(db: psycopg.Connection) -> None:
 
 
 def test_reader_can_read_but_never_write(db: psycopg.Connection, reader_db: psycopg.Connection) -> None:
-    table = f"test_ro_{uuid.uuid4().hex[:8]}"
+    # Qualified: the owner's search_path starts with its own schema ("$user" = slotstream).
+    table = f"public.test_ro_{uuid.uuid4().hex[:8]}"
     db.execute(f"CREATE TABLE {table} (id int)")
     try:
         db.execute(f"INSERT INTO {table} VALUES (1)")
