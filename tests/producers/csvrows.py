@@ -6,6 +6,8 @@ import gzip
 from datetime import date, timedelta
 from pathlib import Path
 
+from tests.hotel_expected import MONTHS
+
 HEADER = (
     "hotel,is_canceled,lead_time,arrival_date_year,arrival_date_month,arrival_date_week_number,"
     "arrival_date_day_of_month,stays_in_weekend_nights,stays_in_week_nights,adults,children,babies,meal,"
@@ -14,20 +16,6 @@ HEADER = (
     "agent,company,days_in_waiting_list,customer_type,adr,required_car_parking_spaces,"
     "total_of_special_requests,reservation_status,reservation_status_date"
 )
-MONTHS = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
 
 
 def mdy(d: date) -> str:
