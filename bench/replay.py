@@ -131,8 +131,9 @@ def copy_only(s: Settings) -> float:
             (f"{pg.db_schema}.copy_ceiling",),
         )
         buffer = bytearray()
+        # COPY <hypertable> TO copies only the (empty) parent table: select from it instead.
         with conn.cursor().copy(
-            sql.SQL("COPY {}.availability_changes TO STDOUT (FORMAT BINARY)").format(schema)
+            sql.SQL("COPY (SELECT * FROM {}.availability_changes) TO STDOUT (FORMAT BINARY)").format(schema)
         ) as copy:
             for chunk in copy:
                 buffer += chunk
@@ -143,7 +144,11 @@ def copy_only(s: Settings) -> float:
             conn.cursor().copy(sql.SQL("COPY {}.copy_ceiling FROM STDIN (FORMAT BINARY)").format(schema)) as copy,
         ):
             copy.write(bytes(buffer))
-        return int(rows[0]) / (time.monotonic() - started)  # type: ignore[index]
+        elapsed = time.monotonic() - started
+        copied = conn.execute(sql.SQL("SELECT count(*) FROM {}.copy_ceiling").format(schema)).fetchone()
+        if copied != rows:  # a ceiling that moved nothing must not be reported
+            raise RuntimeError(f"COPY ceiling copied {copied} rows of {rows}")
+        return int(rows[0]) / elapsed  # type: ignore[index]
 
 
 def cleanup(s: Settings) -> None:

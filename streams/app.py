@@ -174,6 +174,10 @@ def build_app(settings: Settings) -> faust.App:
             records.append(record)
         return records
 
+    def as_outputs(topic: str, records: Iterable[Any]) -> list[Output]:
+        """Contract records (each with a ``key``) as JSON messages for ``topic``."""
+        return [(topic, r.key.encode(), r.model_dump_json().encode()) for r in records]
+
     def load_ledger(resource_id: str) -> Ledger | None:
         stored = ledger_by_resource.get(resource_id.encode())
         return Ledger.model_validate_json(stored) if stored else None
@@ -191,10 +195,8 @@ def build_app(settings: Settings) -> faust.App:
             tally: Counter[str] = Counter()
             bookings = parsed(batch, BookingEvent, "stream.hold_rooms", outputs, tally)
             result = apply_batch(load_ledger, bookings, stream.hotel_capacity, stream.default_capacity)
-            outputs += [
-                (topics.observations, o.key.encode(), o.model_dump_json().encode()) for o in result.observations
-            ]
-            outputs += [(topics.booking_counts, c.key.encode(), c.model_dump_json().encode()) for c in result.counts]
+            outputs += as_outputs(topics.observations, result.observations)
+            outputs += as_outputs(topics.booking_counts, result.counts)
             await send_all(outputs)
             for resource_id, ledger in result.ledgers.items():
                 ledger_by_resource[resource_id.encode()] = ledger.model_dump_json().encode()
@@ -211,8 +213,8 @@ def build_app(settings: Settings) -> faust.App:
             tally: Counter[str] = Counter()
             observations = parsed(batch, AvailabilityObservation, "stream.detect_changes", outputs, tally)
             result = detect_batch(load_tracker, observations)
-            outputs += [(topics.changes, c.key.encode(), c.model_dump_json().encode()) for c in result.changes]
-            outputs += [(topics.current, c.key.encode(), c.model_dump_json().encode()) for c in result.currents]
+            outputs += as_outputs(topics.changes, result.changes)
+            outputs += as_outputs(topics.current, result.currents)
             await send_all(outputs)
             for key, tracker in result.trackers.items():
                 tracker_by_slot[key.encode()] = tracker.model_dump_json().encode()
