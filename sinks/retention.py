@@ -18,23 +18,30 @@ from psycopg import sql
 
 from slotstream.settings import PostgresSettings
 
-__all__ = ["HYPERTABLES", "ensure_retention_policy", "prune"]
+__all__ = ["HYPERTABLES", "METRICS_RETENTION", "ensure_retention_policy", "prune"]
 
-#: The sink's hypertables and their time columns.
+#: The sink's hypertables of pipeline data.
 HYPERTABLES = ("booking_events", "availability_changes", "state_intervals")
+#: Pipeline health samples (migration 004) are kept at most this long, whatever the
+#: data horizon: they matter while the pipeline runs, and accrue ~130k rows a day.
+METRICS_RETENTION = timedelta(days=30)
 
 
 def prune(conn: psycopg.Connection[Any], pg: PostgresSettings, older_than: timedelta) -> dict[str, int]:
-    """Drop every chunk whose whole time range is older than ``now() - older_than``.
+    """Drop every chunk whose whole time range is older than ``now() - older_than``, and
+    chunks of ``pipeline_metrics`` older than :data:`METRICS_RETENTION` (or the horizon,
+    if shorter).
 
     Returns chunks dropped per hypertable. Raises psycopg errors (e.g. no such schema).
     """
     dropped = {}
-    for table in HYPERTABLES:
+    horizons = {table: older_than for table in HYPERTABLES}
+    horizons["pipeline_metrics"] = min(older_than, METRICS_RETENTION)
+    for table, horizon in horizons.items():
         name = f"{pg.db_schema}.{table}"
         row = conn.execute(
             "SELECT count(*) FROM drop_chunks(%s::regclass, older_than => now() - %s::interval)",
-            (name, older_than),
+            (name, horizon),
         ).fetchone()
         dropped[table] = int(row[0]) if row else 0
     conn.commit()

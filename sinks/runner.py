@@ -40,6 +40,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import BaseModel
 
 from sinks.errors import RejectedBatchError, SinkError
+from sinks.health import HealthSampler
 from sinks.migrate import migrate
 from sinks.writer import SinkBatch, WriteCounts, write_batch
 from slotstream.contract import (
@@ -238,6 +239,9 @@ async def run_sink(
     batch's offsets (last offset + 1 per partition), call ``progress`` with the batch's
     counts. Logs a line with counts and rates every ``log_every_s`` seconds.
 
+    Every ``settings.sink.health_interval_s`` seconds (unless 0) a pipeline health sample
+    goes to ``pipeline_metrics`` (:mod:`sinks.health`), and a last one when stopping.
+
     Stops after the batch in hand when ``stop`` is set, or when ``until_idle_s`` is given
     and no record arrived for that many seconds since the last record or partition
     assignment. Returns the totals.
@@ -266,6 +270,9 @@ async def run_sink(
     )
     listener = _Assignments()
     totals = SinkTotals()
+    health = HealthSampler(settings) if settings.sink.health_interval_s > 0 else None
+    health_stop = asyncio.Event()
+    health_task = asyncio.create_task(health.run(health_stop)) if health is not None else None
     await consumer.start()
     try:
         missing = sorted(set(models) - set(await consumer.topics()))
@@ -308,6 +315,8 @@ async def run_sink(
                 counts=totals.counts + written.counts,
                 db_s=totals.db_s + written.seconds,
             )
+            if health is not None:
+                health.note((item.record for item in fetched.items), written.counts)
             if progress is not None:
                 progress(written.counts)
             window = window + written.counts
@@ -316,6 +325,10 @@ async def run_sink(
                 window, window_start = WriteCounts(), now
     finally:
         await consumer.stop()
+        if health is not None and health_task is not None:
+            health_stop.set()
+            await health_task
+            await asyncio.to_thread(health.close)
         await asyncio.to_thread(db.close)
     return replace(totals, elapsed_s=time.monotonic() - started)
 

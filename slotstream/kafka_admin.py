@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -10,7 +11,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from slotstream.errors import TopicError
 from slotstream.topics import Topics, TopicSpec
 
-__all__ = ["ensure_topics", "existing_topics"]
+__all__ = ["OffsetProbe", "OffsetSample", "consumer_lag", "ensure_topics", "existing_topics"]
 
 
 def existing_topics(bootstrap_servers: str) -> dict[str, int]:
@@ -57,28 +58,64 @@ def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec] | None = No
     return [s.name for s in missing]
 
 
+@dataclass(frozen=True)
+class OffsetSample:
+    """One look at the broker: ``end_offsets`` per topic (the messages ever appended,
+    summed over partitions, a count) and ``lag`` per consumer group (messages of its
+    topics not yet committed, a count)."""
+
+    end_offsets: dict[str, int]
+    lag: dict[str, int]
+
+
+class OffsetProbe:
+    """Reads topic end offsets and consumer-group lag, keeping one admin client and one
+    (group-less) consumer open between calls; :meth:`close` them when done.
+
+    ``groups`` maps a consumer group id to the topics it consumes. A partition a group
+    never committed counts in full (from its beginning offset). kafka-python errors
+    (``kafka.errors.KafkaError``) propagate.
+    """
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        from kafka import KafkaConsumer
+
+        self._admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers)
+
+    def sample(self, topics: Sequence[str], groups: Mapping[str, Sequence[str]]) -> OffsetSample:
+        from kafka import TopicPartition
+
+        names = sorted(set(topics).union(*groups.values()))
+        partitions = [TopicPartition(t, p) for t in names for p in sorted(self._consumer.partitions_for_topic(t) or ())]
+        ends = self._consumer.end_offsets(partitions)
+        starts = self._consumer.beginning_offsets(partitions)
+        end_offsets = {t: sum(ends[tp] for tp in partitions if tp.topic == t) for t in topics}
+        lag: dict[str, int] = {}
+        for group, group_topics in groups.items():
+            committed = self._admin.list_group_offsets(group).get(group, {})
+            total = 0
+            for tp in partitions:
+                if tp.topic not in group_topics:
+                    continue
+                meta = committed.get(tp)
+                position = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
+                total += max(ends[tp] - position, 0)
+            lag[group] = total
+        return OffsetSample(end_offsets=end_offsets, lag=lag)
+
+    def close(self) -> None:
+        self._consumer.close()
+        self._admin.close()
+
+
 def consumer_lag(bootstrap_servers: str, group_id: str, topics: Iterable[str]) -> int:
     """Messages of ``topics`` not yet committed by consumer group ``group_id`` (a count).
 
     A partition the group never committed counts in full (from its beginning offset).
     """
-    from kafka import KafkaConsumer, TopicPartition
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers)
+    probe = OffsetProbe(bootstrap_servers)
     try:
-        committed = admin.list_group_offsets(group_id).get(group_id, {})
-        partitions = [
-            TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        ends = consumer.end_offsets(partitions)
-        starts = consumer.beginning_offsets(partitions)
-        lag = 0
-        for tp in partitions:
-            meta = committed.get(tp)
-            position = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
-            lag += max(ends[tp] - position, 0)
-        return lag
+        return probe.sample([], {group_id: list(topics)}).lag[group_id]
     finally:
-        consumer.close()
-        admin.close()
+        probe.close()

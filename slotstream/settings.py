@@ -138,6 +138,8 @@ class SinkSettings(_Group):
     #: Records per database transaction at most, and the longest wait for them (ms).
     batch_size: int = Field(5000, ge=1)
     batch_wait_ms: int = Field(200, ge=0)
+    #: Seconds between pipeline health samples (table ``pipeline_metrics``); 0: none.
+    health_interval_s: float = Field(10.0, ge=0)
 
 
 class GrafanaSettings(_Group):

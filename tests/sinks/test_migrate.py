@@ -34,7 +34,7 @@ def test_migrations_are_idempotent(pg: Conn, sink_settings: Settings) -> None:
         )
     ).fetchall()
     assert [name for _, name in rows] == ALL_MIGRATIONS
-    assert [v for v, _ in rows] == [m.version for m in load_migrations()] == [1, 2, 3]
+    assert [v for v, _ in rows] == [m.version for m in load_migrations()] == [1, 2, 3, 4]
 
 
 def test_concurrent_migrations_apply_each_file_once(stack: Settings) -> None:
@@ -70,6 +70,7 @@ def test_time_series_tables_are_hypertables(pg: Conn, sink_settings: Settings) -
     assert [(name, col, iv.days) for name, col, iv in rows] == [
         ("availability_changes", "observed_at", 90),
         ("booking_events", "event_time", 90),
+        ("pipeline_metrics", "sampled_at", 1),
         ("state_intervals", "first_seen", 90),
     ]
 
