@@ -56,6 +56,16 @@ def stack_up(ctx: typer.Context) -> None:
     _print_status(settings)
 
 
+@stack_app.command("build-grafana")
+def stack_build_grafana(ctx: typer.Context) -> None:
+    """Build the Grafana server from its Go module into the cache (see slotstream.stack.grafana)."""
+    from slotstream.stack.grafana import build_grafana
+
+    with console.status("[bold]grafana[/]: building") as status:
+        binary = build_grafana(_settings(ctx).stack, _reporter(status, "grafana"))
+    console.print(f"[green]✓[/] grafana built: {binary}")
+
+
 @stack_app.command("down")
 def stack_down(ctx: typer.Context) -> None:
     """Stop every service (reverse order); leaves no process behind."""
@@ -115,6 +125,11 @@ def _print_status(settings: Settings) -> bool:
         out.print(f"{'':<13}log {st.log}")
         if st.detail:
             out.print(f"{'':<13}[yellow]{st.detail}[/]")
+    from slotstream.stack.grafana import GrafanaBuild
+
+    build = GrafanaBuild(settings.stack)
+    if not build.built:  # then not a service of the stack (README, "Grafana")
+        out.print(f"[bold]{'grafana':<12}[/] [yellow]absent[/]   {build.describe()}")
     return all_healthy
 
 
@@ -232,6 +247,77 @@ def db_prune(
     with psycopg.connect(pg.conninfo()) as conn:
         dropped = prune(conn, pg, timedelta(days=older_than_days))
     console.print(f"[green]✓[/] chunks dropped: {dropped}")
+
+
+dashboards_app = typer.Typer(help="Grafana dashboards generated from Python (dashboards/).", no_args_is_help=True)
+app.add_typer(dashboards_app, name="dashboards")
+
+
+@dashboards_app.command("generate")
+def dashboards_generate(
+    check: Annotated[bool, typer.Option("--check", help="only report stale files; exit 1 if any")] = False,
+) -> None:
+    """Write dashboards/json/*.json from dashboards/definitions.py (needs the dev extras)."""
+    import dashboards
+
+    if check:
+        bad = dashboards.stale()
+        if bad:
+            console.print(f"[red]stale:[/] {', '.join(bad)}; run `slotstream dashboards generate`")
+            raise typer.Exit(1)
+        console.print("[green]✓[/] dashboards/json is current")
+        return
+    for path in dashboards.write():
+        console.print(f"wrote {path}")
+
+
+@dashboards_app.command("check")
+def dashboards_check(
+    ctx: typer.Context,
+    time_from: Annotated[str | None, typer.Option("--from", help="e.g. 2015-07-01 or now-30d")] = None,
+    time_to: Annotated[str | None, typer.Option("--to", help="e.g. 2017-09-01 or now")] = None,
+) -> None:
+    """Run every dashboard query (variables resolved as on load) as the read-only role;
+    prints rows per panel, exit 1 on any SQL error. Default: each dashboard's own range."""
+    from datetime import UTC, datetime
+
+    import psycopg
+
+    import dashboards
+    from dashboards.sqlcheck import (
+        TimeRange,
+        interpolate,
+        panel_queries,
+        parse_time,
+        reader_connection,
+        resolve_variables,
+        run_query,
+    )
+
+    pg = _settings(ctx).postgres
+    now = datetime.now(UTC)
+    failed = 0
+    table = Table(title=f"dashboard queries as {pg.reader_user}")
+    for column in ("dashboard", "panel", "rows", "error"):
+        table.add_column(column)
+    with reader_connection(pg.conninfo(reader=True), pg.db_schema) as conn:
+        for name, model in dashboards.generate().items():
+            default = TimeRange.of(model, now)
+            tr = TimeRange(
+                parse_time(time_from, now) if time_from else default.start,
+                parse_time(time_to, now) if time_to else default.end,
+            )
+            variables = resolve_variables(conn, model, tr)
+            for q in panel_queries(model):
+                try:
+                    _, rows = run_query(conn, interpolate(q.raw_sql, tr, variables))
+                    table.add_row(name, q.panel, str(len(rows)), "")
+                except psycopg.Error as exc:
+                    failed += 1
+                    table.add_row(name, q.panel, "-", f"[red]{str(exc).splitlines()[0]}[/]")
+    Console().print(table)
+    if failed:
+        raise typer.Exit(1)
 
 
 @schema_app.command("export")

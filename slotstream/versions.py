@@ -22,6 +22,11 @@ COMPOSE_POSTGRES_MAJOR: Final = 17
 TIMESCALEDB_VERSION: Final = "2.19.3"
 #: Grafana OSS (image ``grafana/grafana-oss``; built from its Go module here).
 GRAFANA_VERSION: Final = "12.2.0"
+#: Go module and commit the local stack builds that release from. Grafana's v11/v12 tags
+#: do not match its module path, so the module proxy serves commits as pseudo-versions:
+#: this is the 12.2.0 release branch commit named in issue 4 (12.2.0-pre).
+GRAFANA_MODULE: Final = "github.com/grafana/grafana"
+GRAFANA_COMMIT: Final = "5aa17d065a235eb047efe06eebd5ee8fd8dd47c4"
 
 KAFKA_IMAGE: Final = f"apache/kafka:{KAFKA_VERSION}"
 TIMESCALEDB_IMAGE: Final = f"timescale/timescaledb:{TIMESCALEDB_VERSION}-pg{COMPOSE_POSTGRES_MAJOR}"

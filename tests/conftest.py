@@ -67,3 +67,15 @@ def reader_db(stack: Settings) -> Iterator[psycopg.Connection]:
     """A connection as the read-only (Grafana) role."""
     with psycopg.connect(stack.postgres.conninfo(reader=True), autocommit=True) as conn:
         yield conn
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say loudly when the Grafana tests were skipped for want of a Grafana server
+    (tests/e2e/test_grafana.py): a green run without them is not a Grafana-tested run."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "GRAFANA TESTS DID NOT RUN" in str(r.longrepr)]
+    if not skipped:
+        return
+    reason = str(skipped[0].longrepr[-1]) if isinstance(skipped[0].longrepr, tuple) else str(skipped[0].longrepr)
+    terminalreporter.section("GRAFANA TESTS DID NOT RUN", sep="!", red=True, bold=True)
+    terminalreporter.write_line(f"{len(skipped)} Grafana tests skipped: no real Grafana server. {reason}", red=True)
+    terminalreporter.write_line("Panel SQL was checked against TimescaleDB only (tests/e2e/test_dashboard_queries.py).")

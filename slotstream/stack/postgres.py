@@ -275,6 +275,8 @@ class PostgresServer:
             f"reader_password={pg.reader_password.get_secret_value()}",
             "-v",
             f"dbname={pg.database}",
+            "-v",
+            f"schema={pg.db_schema}",
             "-f",
             str(_BOOTSTRAP_SQL),
         ]

@@ -7,12 +7,8 @@ restarted in the middle must leave the same database content as an uninterrupted
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from itertools import pairwise
 from pathlib import Path
@@ -21,10 +17,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from slotstream.kafka_admin import ensure_topics
-from slotstream.pipeline import Pipeline, namespaced
 from slotstream.settings import Settings
 from tests import hotel_expected as expected
+from tests.e2e.replay import drop, isolated, produce, replay, running
 
 pytestmark = pytest.mark.integration
 
@@ -46,54 +41,6 @@ COMPARED = {
     "availability_current": "key, capacity, free, status, first_seen, last_seen, last_seq, observations, attributes",
     "booking_counts": "source, resource_id, period, bucket, created, cancelled, net, last_seq",
 }
-
-
-def isolated(settings: Settings, tag: str) -> Settings:
-    """``settings`` with its own topics, consumer groups and database schema."""
-    return namespaced(settings, f"test_{tag}{uuid.uuid4().hex[:8]}")
-
-
-def produce(settings: Settings, path: Path | None = None) -> int:
-    from producers.hotel_bookings import produce_hotel_bookings
-
-    summary = asyncio.run(produce_hotel_bookings(settings, path, progress=False))
-    return int(summary.events)
-
-
-@contextmanager
-def running(settings: Settings, log_dir: Path) -> Iterator[Pipeline]:
-    """Topics created, sink and stream worker(s) running; stopped on exit."""
-    ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.topics.specs())
-    pipeline = Pipeline(settings, log_dir=log_dir)
-    try:
-        pipeline.start("sink")
-        pipeline.start("stream")
-        yield pipeline
-    finally:
-        pipeline.stop()
-
-
-def replay(settings: Settings, log_dir: Path, path: Path | None = None) -> int:
-    """Replay a hotel file through a running pipeline until lag 0; returns events produced."""
-    with running(settings, log_dir) as pipeline:
-        events = produce(settings, path)
-        pipeline.wait_caught_up(timeout=1800)
-    return events
-
-
-def drop(settings: Settings) -> None:
-    pg = settings.postgres
-    with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(pg.db_schema)))
-
-
-@pytest.fixture(scope="module")
-def replayed(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """The whole hotel file replayed once, uninterrupted; yields its settings."""
-    s = isolated(stack, "full")
-    replay(s, tmp_path_factory.mktemp("replay-logs"))
-    yield s
-    drop(s)
 
 
 def query(settings: Settings, text: str, *params: object) -> list[tuple[object, ...]]:

@@ -1,6 +1,6 @@
 -- Roles and database of slotstream; idempotent. Run by a superuser connected to the
 -- `postgres` database, with psql variables owner, owner_password, reader,
--- reader_password, dbname. Used by the local stack (`slotstream stack up`) and by the
+-- reader_password, dbname, schema. Used by the local stack (`slotstream stack up`) and by the
 -- compose timescaledb container's init script, so both stacks get the same roles.
 \set ON_ERROR_STOP on
 
@@ -24,3 +24,6 @@ GRANT CONNECT ON DATABASE :"dbname" TO :"reader";
 GRANT USAGE ON SCHEMA public TO :"reader";
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO :"reader";
 ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA public GRANT SELECT ON TABLES TO :"reader";
+-- Dashboards and ad-hoc queries of the reader name tables unqualified: the sink's schema
+-- first (created later by its migrations), then public (the timescaledb functions).
+ALTER ROLE :"reader" IN DATABASE :"dbname" SET search_path = :"schema", public;

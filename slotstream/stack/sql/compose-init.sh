@@ -8,4 +8,5 @@ psql -v ON_ERROR_STOP=1 -X -q -U "$POSTGRES_USER" -d postgres \
   -v reader="$SLOTSTREAM_POSTGRES__READER_USER" \
   -v reader_password="$SLOTSTREAM_POSTGRES__READER_PASSWORD" \
   -v dbname="$SLOTSTREAM_POSTGRES__DATABASE" \
+  -v schema="$SLOTSTREAM_POSTGRES__DB_SCHEMA" \
   -f /slotstream/bootstrap.sql
