@@ -129,6 +129,44 @@ def _print_summary(settings: Settings, r: DemoResult, console: Console) -> None:
         "  -- the fullest nights now (current state, seed 001's HutAvailability)\n"
         f"  SELECT resource_id, slot, free, occupancy_percent FROM {schema}.availability_current\n"
         "   ORDER BY occupancy_percent DESC NULLS LAST LIMIT 10;\n\n"
-        f"Logs: {settings.stack.log_dir}. Grafana dashboards: not in this build yet "
-        "(its server cannot be built here; see README)."
+        f"Logs: {settings.stack.log_dir}."
+    )
+    _print_grafana(settings, console)
+
+
+#: The replay's event times (epoch ms, as Grafana URLs take them), so the links open on
+#: the data rather than on "now": 2015-01-01 .. 2017-09-30 UTC.
+DATA_FROM_MS, DATA_TO_MS = 1420070400000, 1506729600000
+_DATA_RANGE = f"?from={DATA_FROM_MS}&to={DATA_TO_MS}"
+#: uid, title and query string of the provisioned dashboards (dashboards/json).
+DASHBOARD_LINKS = (
+    ("slotstream-bookings", "Bookings (seed 002)", _DATA_RANGE),
+    ("slotstream-availability", "Availability explorer", _DATA_RANGE),
+    ("slotstream-booking-pace", "Booking pace", _DATA_RANGE),
+    ("slotstream-pipeline", "Pipeline health", ""),  # wall-clock samples: its own last hour
+)
+
+
+def _print_grafana(settings: Settings, console: Console) -> None:
+    """Where the dashboards are: the local Grafana when built, else the compose one."""
+    from slotstream.stack.grafana import GrafanaBuild, grafana_answers
+
+    g = settings.grafana
+    build = GrafanaBuild(settings.stack)
+    local = build.built and grafana_answers(g.url)
+    if local:
+        login = f"user {g.admin_user}, password: the value of SLOTSTREAM_GRAFANA__ADMIN_PASSWORD"
+    else:
+        login = "user $GRAFANA_ADMIN_USER (default admin), password: GRAFANA_ADMIN_PASSWORD from your .env"
+        console.print(
+            f"\n[yellow]No local Grafana:[/] {build.describe()}\n"
+            'The same dashboards run in the compose stack (`docker compose up -d`, README "With Docker").'
+        )
+    console.print(f"\n[bold]Grafana[/] {g.url} ({login}):")
+    for uid, title, query in DASHBOARD_LINKS:
+        console.print(f"  {title}: {g.url}/d/{uid}{query}", soft_wrap=True)
+    console.print(
+        "Without Grafana, run every panel's query as the read-only role:\n"
+        "  slotstream dashboards check --from 2015-01-01 --to 2017-09-30",
+        soft_wrap=True,
     )
