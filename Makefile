@@ -56,6 +56,10 @@ test: up lint ## Run everything: start the stack, lint, run pytest against the r
 demo: up ## Main job: run the pipeline on the real data in ../shared/data
 	$(SLOT) demo
 
+.PHONY: dashboards
+dashboards: venv ## Regenerate dashboards/json from dashboards/definitions.py
+	$(SLOT) dashboards generate
+
 .PHONY: fmt
 fmt: venv ## Format the code
 	$(BIN)/ruff format .

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["JSON_DIR", "generate", "render", "stale", "write"]
+__all__ = ["JSON_DIR", "generate", "load", "render", "stale", "write"]
 
 #: Where the provisioned dashboard JSON lives (mounted into Grafana by docker-compose).
 JSON_DIR: Final = Path(__file__).with_name("json")
@@ -30,6 +30,12 @@ def generate() -> dict[str, dict[str, Any]]:
             panel["id"] = i  # Grafana keys panel state (links, edits) by a dashboard-unique id
         out[name] = model
     return out
+
+
+def load(directory: Path = JSON_DIR) -> dict[str, dict[str, Any]]:
+    """File name stem -> dashboard JSON model of every committed file (what Grafana's
+    provider loads; needs no SDK). Raises ``json.JSONDecodeError`` on a broken file."""
+    return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.json"))}
 
 
 def render(model: dict[str, Any]) -> str:

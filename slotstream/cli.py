@@ -277,8 +277,9 @@ def dashboards_check(
     time_from: Annotated[str | None, typer.Option("--from", help="e.g. 2015-07-01 or now-30d")] = None,
     time_to: Annotated[str | None, typer.Option("--to", help="e.g. 2017-09-01 or now")] = None,
 ) -> None:
-    """Run every dashboard query (variables resolved as on load) as the read-only role;
-    prints rows per panel, exit 1 on any SQL error. Default: each dashboard's own range."""
+    """Run every query of the committed dashboards (variables resolved as on load) as the
+    read-only role; prints rows per panel, exit 1 on any SQL error. Default: each
+    dashboard's own time range."""
     from datetime import UTC, datetime
 
     import psycopg
@@ -301,7 +302,7 @@ def dashboards_check(
     for column in ("dashboard", "panel", "rows", "error"):
         table.add_column(column)
     with reader_connection(pg.conninfo(reader=True), pg.db_schema) as conn:
-        for name, model in dashboards.generate().items():
+        for name, model in dashboards.load().items():
             default = TimeRange.of(model, now)
             tr = TimeRange(
                 parse_time(time_from, now) if time_from else default.start,

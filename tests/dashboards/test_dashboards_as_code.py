@@ -26,6 +26,7 @@ def test_committed_json_equals_generated() -> None:
 def test_stale_files_are_detected(tmp_path: Path) -> None:
     dashboards.write(tmp_path)
     assert dashboards.stale(tmp_path) == []
+    assert dashboards.load(tmp_path) == MODELS
     path = tmp_path / "bookings.json"
     model = json.loads(path.read_text())
     model["title"] = "edited by hand"
