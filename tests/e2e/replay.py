@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+from kafka.admin import KafkaAdminClient
 from psycopg import sql
 
-from slotstream.kafka_admin import ensure_topics
+from slotstream.kafka_admin import ensure_topics, existing_topics
 from slotstream.pipeline import Pipeline, namespaced
 from slotstream.settings import Settings
 
@@ -50,6 +52,17 @@ def replay(settings: Settings, log_dir: Path, path: Path | None = None) -> int:
 
 
 def drop(settings: Settings) -> None:
+    """Remove what a namespaced run left: its schema, its topics (ours and Faust's
+    changelogs, all named after the run) and the worker's data directories."""
     pg = settings.postgres
+    run = pg.db_schema
     with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(pg.db_schema)))
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(run)))
+    topics = [t for t in existing_topics(settings.kafka.bootstrap_servers) if t.startswith((f"{run}.", f"{run}-"))]
+    if topics:
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+        try:
+            admin.delete_topics(topics)
+        finally:
+            admin.close()
+    shutil.rmtree(settings.stack.state_dir / "faust" / settings.stream.app_id, ignore_errors=True)
