@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import (
@@ -97,6 +98,7 @@ def parse(model: type[M], raw: bytes | str) -> M:
 # -- occupancy (seed 001) --------------------------------------------------------------
 
 
+@lru_cache(maxsize=65_536)  # pure, and called for every change: few distinct (capacity, free) pairs
 def occupancy(capacity: int | None, free: int | None) -> tuple[float | None, int | None, OccupancyStatus]:
     """``(occupancy_percent, occupancy_steps, occupancy_status)`` of a slot.
 
@@ -164,6 +166,13 @@ class SlotState(_Record):
     free: int | None = Field(default=None, ge=0)
     status: SlotStatus = "open"
 
+    @staticmethod
+    @lru_cache(maxsize=65_536)
+    def of(capacity: int | None, free: int | None, status: SlotStatus) -> SlotState:
+        """The validated state with these fields, shared: frozen, and a stream of
+        observations has few distinct states, so each is validated once."""
+        return SlotState(capacity=capacity, free=free, status=status)
+
 
 class AvailabilityObservation(_Record):
     """What a producer saw for one slot of one resource at ``observed_at`` (UTC).
@@ -201,7 +210,7 @@ class AvailabilityObservation(_Record):
 
     @property
     def state(self) -> SlotState:
-        return SlotState(capacity=self.capacity, free=self.free, status=self.status)
+        return SlotState.of(self.capacity, self.free, self.status)
 
 
 class _Occupancy(_Record):

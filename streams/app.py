@@ -13,8 +13,10 @@ Model → app → topics → tables → agents, as in Faust's examples:
 
 Delivery is at-least-once (Faust's ``exactly_once`` is not used). Each agent runs with
 concurrency 1 and works in batches (``Stream.take_events``): it computes a batch from
-the table, sends every output and waits for the broker's acknowledgements, and only
-then writes the table — so a table's changelog is never ahead of the outputs it caused.
+the table (:func:`hold_step`, :func:`detect_step`: plain functions), sends every output
+and waits for the broker's acknowledgements (its own :class:`~streams.sender.BatchSender`),
+and only then writes the table — so a table's changelog is never ahead of the outputs
+it caused.
 After a crash the batch is replayed from the last committed offset; the ledger skips
 events it already applied (``seq``), the detector re-emits the opening change of a
 replayed observation (KIP-557), and every output has a deterministic id or key.
@@ -26,12 +28,11 @@ their topic/partition/offset, and the agent keeps going.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Iterable
-from typing import Any, TypeVar, cast
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple, TypeVar, cast
 
 import faust
 from faust.types import EventT
@@ -48,12 +49,12 @@ from slotstream.contract import (
 from slotstream.settings import Settings
 from streams.detect import Tracker, detect_batch
 from streams.ledger import Ledger, apply_batch
+from streams.sender import BatchSender, Output, partitioner
 
-__all__ = ["build_app", "main"]
+__all__ = ["Step", "build_app", "detect_step", "hold_step", "main"]
 
 log = logging.getLogger("slotstream.stream")
 
-Output = tuple[str, bytes, bytes]  # topic, key, value
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -91,6 +92,99 @@ class _Stats:
             log.info("%s: %s", self.name, dict(sorted(self.counts.items())))
 
 
+class Step(NamedTuple):
+    """What an agent does with one batch: ``outputs`` to send (and have acknowledged)
+    first, then ``writes`` to its table (key → value, bytes); ``tally`` counts
+    outcomes for the log."""
+
+    outputs: list[Output]
+    writes: dict[bytes, bytes]
+    tally: Counter[str]
+
+
+def _to_json(record: BaseModel) -> bytes:
+    # model_dump_json() would decode pydantic's bytes to str, and we encode them again.
+    return record.__pydantic_serializer__.to_json(record)
+
+
+def _parsed(
+    batch: Iterable[EventT[bytes]],
+    model: type[M],
+    stage: str,
+    dead_letter_topic: str,
+    outputs: list[Output],
+    tally: Counter[str],
+) -> list[M]:
+    """Records of ``batch`` that parse; the rest become dead letters in ``outputs``."""
+    records = []
+    for event in batch:
+        message = event.message
+        try:
+            record = parse(model, message.value or b"")
+        except ContractError as exc:
+            outputs.append((dead_letter_topic, *_dead_letter(stage, event, str(exc))))
+            tally["dead_letter"] += 1
+            continue
+        key = getattr(record, "key", None)
+        if key is not None and message.key != key.encode():
+            # Tables are partitioned by the record's key: a record under another
+            # message key would be kept on the wrong partition.
+            error = f"message key {message.key!r} is not the record key {key!r}"
+            outputs.append((dead_letter_topic, *_dead_letter(stage, event, error)))
+            tally["dead_letter"] += 1
+            continue
+        records.append(record)
+    return records
+
+
+def _as_outputs(topic: str, records: Iterable[Any]) -> list[Output]:
+    """Contract records (each with a ``key``) as JSON messages for ``topic``."""
+    return [(topic, r.key.encode(), _to_json(r)) for r in records]
+
+
+def hold_step(batch: Sequence[EventT[bytes]], get: Callable[[bytes], bytes | None], settings: Settings) -> Step:
+    """``hold_rooms`` on one batch of booking-event messages; ``get`` reads the ledger
+    table (resource id as UTF-8 → stored JSON, or None). Outputs: observations, then
+    booking counts, dead letters first; writes: the ledgers that moved."""
+    topics, stream = settings.kafka.topics, settings.stream
+    outputs: list[Output] = []
+    tally: Counter[str] = Counter()
+    bookings = _parsed(batch, BookingEvent, "stream.hold_rooms", topics.dead_letter, outputs, tally)
+
+    def load(resource_id: str) -> Ledger | None:
+        stored = get(resource_id.encode())
+        return Ledger.model_validate_json(stored) if stored else None
+
+    result = apply_batch(load, bookings, stream.hotel_capacity, stream.default_capacity)
+    outputs += _as_outputs(topics.observations, result.observations)
+    outputs += _as_outputs(topics.booking_counts, result.counts)
+    writes = {r.encode(): _to_json(ledger) for r, ledger in result.ledgers.items()}
+    tally.update(result.tally)
+    tally["observations"] += len(result.observations)
+    return Step(outputs, writes, tally)
+
+
+def detect_step(batch: Sequence[EventT[bytes]], get: Callable[[bytes], bytes | None], settings: Settings) -> Step:
+    """``detect_changes`` on one batch of observation messages; ``get`` reads the
+    tracker table (slot key as UTF-8 → stored JSON, or None). Outputs: change events,
+    then current states, dead letters first; writes: the trackers that moved."""
+    topics = settings.kafka.topics
+    outputs: list[Output] = []
+    tally: Counter[str] = Counter()
+    observations = _parsed(batch, AvailabilityObservation, "stream.detect_changes", topics.dead_letter, outputs, tally)
+
+    def load(key: str) -> Tracker | None:
+        stored = get(key.encode())
+        return Tracker.from_json(stored) if stored else None
+
+    result = detect_batch(load, observations)
+    outputs += _as_outputs(topics.changes, result.changes)
+    outputs += _as_outputs(topics.current, result.currents)
+    writes = {k.encode(): t.to_json() for k, t in result.trackers.items()}
+    tally.update(result.verdicts)
+    return Step(outputs, writes, tally)
+
+
 def build_app(settings: Settings) -> faust.App:
     """The Faust app with its topics, tables and agents, configured from ``settings``."""
     stream = settings.stream
@@ -112,6 +206,7 @@ def build_app(settings: Settings) -> faust.App:
         broker_commit_interval=1.0,
         producer_linger_ms=5,
         producer_max_batch_size=256 * 1024,
+        producer_partitioner=partitioner,  # the default one, with key hashes cached
         stream_buffer_maxsize=16_384,
         web_enabled=False,
         # Raw bytes everywhere, tables included: pydantic does the (de)serialization.
@@ -142,84 +237,34 @@ def build_app(settings: Settings) -> faust.App:
         use_partitioner=True,
     )
 
-    async def send_all(outputs: Iterable[Output]) -> None:
-        """Send and wait for every acknowledgement (outputs before state)."""
-        producer = app.producer
-        pending: list[Awaitable[Any]] = []
-        for topic, key, value in outputs:
-            pending.append(await producer.send(topic, key, value, None, None, None))
-        if pending:
-            await asyncio.gather(*pending)
-
-    def parsed(
-        batch: Iterable[EventT[bytes]], model: type[M], stage: str, outputs: list[Output], tally: Counter[str]
-    ) -> list[M]:
-        """Records of ``batch`` that parse; the rest become dead letters in ``outputs``."""
-        records = []
-        for event in batch:
-            try:
-                record = parse(model, event.message.value or b"")
-            except ContractError as exc:
-                outputs.append((topics.dead_letter, *_dead_letter(stage, event, str(exc))))
-                tally["dead_letter"] += 1
-                continue
-            key = getattr(record, "key", None)
-            if key is not None and event.message.key != key.encode():
-                # Tables are partitioned by the record's key: a record under another
-                # message key would be kept on the wrong partition.
-                error = f"message key {event.message.key!r} is not the record key {key!r}"
-                outputs.append((topics.dead_letter, *_dead_letter(stage, event, error)))
-                tally["dead_letter"] += 1
-                continue
-            records.append(record)
-        return records
-
-    def as_outputs(topic: str, records: Iterable[Any]) -> list[Output]:
-        """Contract records (each with a ``key``) as JSON messages for ``topic``."""
-        return [(topic, r.key.encode(), r.model_dump_json().encode()) for r in records]
-
-    def load_ledger(resource_id: str) -> Ledger | None:
-        stored = ledger_by_resource.get(resource_id.encode())
-        return Ledger.model_validate_json(stored) if stored else None
-
-    def load_tracker(key: str) -> Tracker | None:
-        stored = tracker_by_slot.get(key.encode())
-        return Tracker.model_validate_json(stored) if stored else None
+    def sender(agent: str) -> BatchSender:
+        # Each agent sends its outputs with its own batch producer (see streams.sender);
+        # Faust's producer writes only the table changelogs.
+        return BatchSender(settings.kafka.bootstrap_servers, client_id=f"{stream.app_id}-{stream.instance}-{agent}")
 
     hold_stats = _Stats("hold_rooms")
 
     @app.agent(booking_events_topic, concurrency=1)
     async def hold_rooms(events: faust.StreamT[bytes]) -> None:
-        async for batch in cast(faust.Stream[bytes], events).take_events(stream.batch_size, stream.batch_within_s):
-            outputs: list[Output] = []
-            tally: Counter[str] = Counter()
-            bookings = parsed(batch, BookingEvent, "stream.hold_rooms", outputs, tally)
-            result = apply_batch(load_ledger, bookings, stream.hotel_capacity, stream.default_capacity)
-            outputs += as_outputs(topics.observations, result.observations)
-            outputs += as_outputs(topics.booking_counts, result.counts)
-            await send_all(outputs)
-            for resource_id, ledger in result.ledgers.items():
-                ledger_by_resource[resource_id.encode()] = ledger.model_dump_json().encode()
-            tally.update(result.tally)
-            tally["observations"] += len(result.observations)
-            hold_stats.add(tally)
+        async with sender("hold_rooms") as out:
+            async for batch in cast(faust.Stream[bytes], events).take_events(stream.batch_size, stream.batch_within_s):
+                step = hold_step(batch, ledger_by_resource.get, settings)
+                await out.send_all(step.outputs)
+                for key, value in step.writes.items():
+                    ledger_by_resource[key] = value
+                hold_stats.add(step.tally)
 
     detect_stats = _Stats("detect_changes")
 
     @app.agent(observations_topic, concurrency=1)
     async def detect_changes(events: faust.StreamT[bytes]) -> None:
-        async for batch in cast(faust.Stream[bytes], events).take_events(stream.batch_size, stream.batch_within_s):
-            outputs: list[Output] = []
-            tally: Counter[str] = Counter()
-            observations = parsed(batch, AvailabilityObservation, "stream.detect_changes", outputs, tally)
-            result = detect_batch(load_tracker, observations)
-            outputs += as_outputs(topics.changes, result.changes)
-            outputs += as_outputs(topics.current, result.currents)
-            await send_all(outputs)
-            for key, tracker in result.trackers.items():
-                tracker_by_slot[key.encode()] = tracker.model_dump_json().encode()
-            tally.update(result.verdicts)
-            detect_stats.add(tally)
+        async with sender("detect_changes") as out:
+            async for batch in cast(faust.Stream[bytes], events).take_events(stream.batch_size, stream.batch_within_s):
+                step = detect_step(batch, tracker_by_slot.get, settings)
+                await out.send_all(step.outputs)
+                for key, value in step.writes.items():
+                    tracker_by_slot[key] = value
+                detect_stats.add(step.tally)
 
     return app
 

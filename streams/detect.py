@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict, TypeAdapter
 
 from slotstream.contract import AvailabilityChange, AvailabilityCurrent, AvailabilityObservation, SlotState, occupancy
 
@@ -37,15 +37,18 @@ __all__ = ["BatchResult", "Detection", "Tracker", "current_of", "detect", "detec
 Verdict = Literal["first", "changed", "unchanged", "replayed", "stale"]
 
 
-class Tracker(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Tracker:
     """Table value per slot key: the open state interval and how it was opened.
 
     Times are UTC; ``*_seq`` are observation ``seq`` values. ``previous*`` describe the
     interval before the open one (None after the first observation), so the opening
-    change can be rebuilt exactly on a replay.
+    change can be rebuilt exactly on a replay. A plain dataclass, not a pydantic model:
+    one is built for every observation, and only the table (de)serializes it
+    (:meth:`to_json`, :meth:`from_json`, same JSON as before).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    __pydantic_config__ = ConfigDict(extra="forbid")
 
     state: SlotState
     first_seen: datetime
@@ -57,6 +60,18 @@ class Tracker(BaseModel):
     previous_first_seen: datetime | None = None
     previous_last_seen: datetime | None = None
     previous_observations: int | None = None
+
+    def to_json(self) -> bytes:
+        """The table value: a JSON object of the fields (UTF-8)."""
+        return _TRACKER.dump_json(self)
+
+    @staticmethod
+    def from_json(raw: bytes | str) -> Tracker:
+        """A tracker from :meth:`to_json`'s output; raises pydantic's ``ValidationError``."""
+        return _TRACKER.validate_json(raw)
+
+
+_TRACKER: TypeAdapter[Tracker] = TypeAdapter(Tracker)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +86,15 @@ class Detection:
 def _change(obs: AvailabilityObservation, t: Tracker) -> AvailabilityChange:
     """The change event that opened tracker ``t`` (observation ``obs`` opened it)."""
     prev = t.previous
+    state = t.state
     delta = None
-    if prev is not None and prev.free is not None and t.state.free is not None:
-        delta = t.state.free - prev.free
+    if prev is not None and prev.free is not None and state.free is not None:
+        delta = state.free - prev.free
     duration = None
     if t.previous_first_seen is not None:
         duration = (obs.observed_at - t.previous_first_seen).total_seconds()
     key = obs.key
-    percent, steps, status = occupancy(t.state.capacity, t.state.free)
+    percent, steps, status = occupancy(state.capacity, state.free)
     return AvailabilityChange(
         occupancy_percent=percent,
         occupancy_steps=steps,
@@ -93,7 +109,7 @@ def _change(obs: AvailabilityObservation, t: Tracker) -> AvailabilityChange:
         observed_at=obs.observed_at,
         seq=obs.seq,
         previous=prev,
-        current=t.state,
+        current=state,
         delta_free=delta,
         previous_first_seen=t.previous_first_seen,
         previous_last_seen=t.previous_last_seen,
@@ -140,12 +156,18 @@ def detect(tracker: Tracker | None, obs: AvailabilityObservation) -> Detection:
             return Detection(tracker, _change(obs, tracker), "replayed")
         return Detection(tracker, None, "stale")
     if _same(obs, tracker.state):
-        extended = tracker.model_copy(
-            update={
-                "last_seen": obs.observed_at,
-                "last_seq": obs.seq,
-                "observations": tracker.observations + 1,
-            }
+        t = tracker
+        extended = Tracker(
+            t.state,
+            t.first_seen,
+            t.first_seq,
+            obs.observed_at,
+            obs.seq,
+            t.observations + 1,
+            t.previous,
+            t.previous_first_seen,
+            t.previous_last_seen,
+            t.previous_observations,
         )
         return Detection(extended, None, "unchanged")
     new = _open(obs, tracker)
