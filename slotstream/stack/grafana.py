@@ -31,9 +31,9 @@ from slotstream.stack.process import (
     read_pid,
     require_tool,
     run_logged,
-    stop_pid,
+    stop_pid_file,
     tail,
-    wait_until,
+    wait_started,
 )
 from slotstream.versions import GRAFANA_COMMIT, GRAFANA_MODULE, GRAFANA_VERSION
 
@@ -233,19 +233,12 @@ class GrafanaServer:
                 raise BuildError(f"Grafana exited with code {proc.returncode}; see {self._log}\n{tail(self._log)}")
             return grafana_answers(g.url)
 
-        try:
-            ok = wait_until(ready, 120.0, interval=0.5)
-        except BuildError:
-            self._pid_file.unlink(missing_ok=True)
-            raise
+        ok = wait_started(ready, 120.0, self._pid_file)
         if not ok:
             raise ServiceNotReadyError(f"Grafana did not answer /api/health within 120 s; see {self._log}")
 
     def stop(self) -> None:
-        pid = read_pid(self._pid_file)
-        if pid is not None:
-            stop_pid(pid, timeout=30.0)
-        self._pid_file.unlink(missing_ok=True)
+        stop_pid_file(self._pid_file, timeout=30.0)
 
     def status(self) -> ServiceStatus:
         pid = read_pid(self._pid_file)

@@ -24,9 +24,9 @@ from slotstream.stack.process import (
     read_pid,
     require_tool,
     run_logged,
-    stop_pid,
+    stop_pid_file,
     tail,
-    wait_until,
+    wait_started,
 )
 
 __all__ = ["KafkaBroker", "broker_answers"]
@@ -198,11 +198,7 @@ class KafkaBroker:
                 raise BuildError(f"Kafka exited with code {proc.returncode}; see {self._log}\n{tail(self._log)}")
             return broker_answers(k.bootstrap_servers, timeout_s=2.0)
 
-        try:
-            ok = wait_until(ready, k.start_timeout_s, interval=0.5)
-        except BuildError:
-            self._pid_file.unlink(missing_ok=True)
-            raise
+        ok = wait_started(ready, k.start_timeout_s, self._pid_file)
         if not ok:
             raise ServiceNotReadyError(
                 f"Kafka did not answer a metadata request within {k.start_timeout_s:.0f} s; "
@@ -210,10 +206,7 @@ class KafkaBroker:
             )
 
     def stop(self) -> None:
-        pid = read_pid(self._pid_file)
-        if pid is not None:
-            stop_pid(pid, timeout=60.0)
-        self._pid_file.unlink(missing_ok=True)
+        stop_pid_file(self._pid_file, timeout=60.0)
 
     def status(self) -> ServiceStatus:
         pid = read_pid(self._pid_file)

@@ -110,6 +110,24 @@ def stop_pid(pid: int, timeout: float = 30.0) -> None:
     wait_until(lambda: not alive(pid), 10.0)
 
 
+def stop_pid_file(pid_file: Path, timeout: float = 30.0) -> None:
+    """Stop the process named in ``pid_file`` (see :func:`stop_pid`) and remove the file."""
+    pid = read_pid(pid_file)
+    if pid is not None:
+        stop_pid(pid, timeout=timeout)
+    pid_file.unlink(missing_ok=True)
+
+
+def wait_started(ready: Callable[[], bool], timeout: float, pid_file: Path) -> bool:
+    """:func:`wait_until` ``ready`` of a process just started; when ``ready`` raises
+    :class:`BuildError` (the process died) the pid file is removed before re-raising."""
+    try:
+        return wait_until(ready, timeout, interval=0.5)
+    except BuildError:
+        pid_file.unlink(missing_ok=True)
+        raise
+
+
 def _signal(pid: int, pgid: int, sig: int, own_group: bool) -> None:
     try:
         if own_group:  # never signal our own process group
