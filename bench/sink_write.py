@@ -12,25 +12,33 @@ Kafka, every key's records stay in their order (the real sink sees the four part
 interleaved; the per-key order is what the writer's work depends on).
 
 Each run writes every batch, in order, into a fresh migrated schema (dropped afterwards),
-timing only the ``write_batch`` calls (records/s = records / summed call time). Then, as
+timing only the ``write_batch`` calls (records/s = records / summed call time), and
+fingerprints every table (row count and an order-free hash of the content, see
+:func:`fingerprint`: a faster writer must leave the same fingerprints). Then, as
 the kill -9 case does, it redelivers ``--redeliver`` already written batches (timed apart)
 and checks that they changed nothing. Prints each run and the medians as JSON and writes
 ``bench/results/sink_write.json``.
 
-Usage: ``python -m bench.sink_write [--runs 3] [--limit N]`` (``--limit``: only the first
-N batches, for quick comparisons; the tables then stay smaller than in the full replay).
+Usage: ``python -m bench.sink_write [--runs 3] [--limit N] [--writer-rev REV]``
+(``--limit``: only the first N batches, for quick comparisons, the tables then stay
+smaller than in the full replay; ``--writer-rev``: time ``sinks/writer.py`` as of a git
+revision instead of the working tree's, for side-by-side figures).
 Run it under ``flock /tmp/slotstream-heavy.lock``: it loads the database and a core.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import pickle
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +75,8 @@ def sink_records(settings: Settings) -> list[tuple[str, Any]]:
     cache = RESULTS / f"sink_records-{stat.st_size}-{stat.st_mtime_ns}-{settings.stream.batch_size}.pickle"
     if cache.exists():
         with cache.open("rb") as f:
-            records: list[tuple[str, Any]] = pickle.load(f)
+            # Our own cache file, written below from the data file: trusted.
+            records: list[tuple[str, Any]] = pickle.load(f)  # noqa: S301
         return records
     replay = read_booking_events(path)
     ledgers: dict[str, Ledger] = {}
@@ -100,7 +109,46 @@ def sink_batches(records: list[tuple[str, Any]], size: int) -> list[SinkBatch]:
     return batches
 
 
-def run_once(settings: Settings, batches: list[SinkBatch], redeliver: int) -> dict[str, Any]:
+def fingerprint(conn: psycopg.Connection[Any], schema: str, table: str) -> str:
+    """``"<rows>:<hash>"`` of ``table``'s content, order-free (a sum of row hashes), without
+    ``updated_at`` (when the sink wrote, not what): equal across runs and writer versions
+    exactly when the same rows ended up in the table (barring a 64-bit hash collision)."""
+    row = conn.execute(
+        sql.SQL(
+            "SELECT count(*), coalesce(sum(hashtextextended((to_jsonb(t) - 'updated_at')::text, 0)::numeric), 0) "
+            "FROM {} t"
+        ).format(sql.Identifier(schema, table))
+    ).fetchone()
+    assert row is not None
+    return f"{row[0]}:{row[1]}"
+
+
+Writer = Callable[..., WriteCounts]
+
+
+def writer_at(rev: str | None) -> Writer:
+    """``write_batch`` of ``sinks/writer.py`` as of git revision ``rev`` (None: the
+    working tree's), to compare writer versions side by side on the same records."""
+    if rev is None:
+        return write_batch
+    source = subprocess.run(
+        ["git", "show", f"{rev}:sinks/writer.py"],
+        cwd=Path(__file__).parent,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / "writer_at_rev.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("writer_at_rev", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module.write_batch  # type: ignore[no-any-return]
+
+
+def run_once(settings: Settings, batches: list[SinkBatch], redeliver: int, write: Writer) -> dict[str, Any]:
     pg = settings.postgres.model_copy(update={"db_schema": f"bench_sink_{uuid.uuid4().hex[:8]}"})
     schema = pg.db_schema
     with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
@@ -110,12 +158,9 @@ def run_once(settings: Settings, batches: list[SinkBatch], redeliver: int) -> di
             seconds: list[float] = []
             for b in batches:
                 t0 = time.perf_counter()
-                total = total + write_batch(conn, b, schema=schema)
+                total = total + write(conn, b, schema=schema)
                 seconds.append(time.perf_counter() - t0)
-            rows = {
-                t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, t))).fetchone()[0]  # type: ignore[index]
-                for t in TABLES
-            }
+            rows = {t: fingerprint(conn, schema, t) for t in TABLES}
             # Redeliver batches from the middle of the run (a restart re-reads the batch
             # whose offsets were not committed): they must change nothing.
             again_s = 0.0
@@ -123,7 +168,7 @@ def run_once(settings: Settings, batches: list[SinkBatch], redeliver: int) -> di
             picks = batches[len(batches) // 2 :][:redeliver]
             for b in picks:
                 t0 = time.perf_counter()
-                again_rows += write_batch(conn, b, schema=schema).rows
+                again_rows += write(conn, b, schema=schema).rows
                 again_s += time.perf_counter() - t0
             if again_rows:
                 raise RuntimeError(f"redelivered batches changed {again_rows} rows")
@@ -149,7 +194,11 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N batches")
     parser.add_argument("--redeliver", type=int, default=5, help="batches to redeliver after each run")
     parser.add_argument("--batch-size", type=int, default=None, help="default: settings sink.batch_size")
+    parser.add_argument(
+        "--writer-rev", default=None, help="git revision of sinks/writer.py to time (default: working tree)"
+    )
     args = parser.parse_args()
+    write = writer_at(args.writer_rev)
     settings = load_settings()
     t0 = time.perf_counter()
     records = sink_records(settings)
@@ -157,13 +206,22 @@ def main() -> None:
     print(f"{len(records)} records in {len(batches)} batches (prepared in {time.perf_counter() - t0:.1f} s)")
     runs = []
     for i in range(args.runs):
-        result = run_once(settings, batches, args.redeliver)
+        result = run_once(settings, batches, args.redeliver, write)
         runs.append(result)
         print(f"run {i + 1}: {json.dumps(result)}", flush=True)
     numeric = [k for k, v in runs[0].items() if isinstance(v, int | float) and not isinstance(v, bool)]
-    report = {"runs": runs, "median": {k: statistics.median(r[k] for r in runs) for k in numeric}}
+    report = {
+        "writer_rev": args.writer_rev,
+        "runs": runs,
+        "median": {k: statistics.median(r[k] for r in runs) for k in numeric},
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "sink_write.json" if args.limit is None else f"sink_write-limit{args.limit}.json"
+    name = (
+        "sink_write"
+        + (f"-{args.writer_rev}" if args.writer_rev else "")
+        + (f"-limit{args.limit}" if args.limit else "")
+    )
+    name += ".json"
     (RESULTS / name).write_text(json.dumps(report, indent=2))
     print(json.dumps(report["median"], indent=2))
 

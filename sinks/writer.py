@@ -382,6 +382,26 @@ _EXT_COLS: _Cols = (
     ("last_seen", "timestamptz"),
     ("observations", "integer"),
 )
+# Neighbour lookups, set-based (see _statements): per key of the batch, the stored rows
+# from the interval just before the batch's first position ("from") to its last ("hi").
+_KEY_COLS: _Cols = (
+    ("key", "text"),
+    ("from_at", "timestamptz"),
+    ("from_seq", "bigint"),
+    ("hi_at", "timestamptz"),
+    ("hi_seq", "bigint"),
+)
+# A stored change, as a successor: what closing an interval reads of it.
+_NEXT_COLS: _Cols = (
+    ("key", "text"),
+    ("observed_at", "timestamptz"),
+    ("seq", "bigint"),
+    ("previous_first_seen", "timestamptz"),
+    ("previous_last_seen", "timestamptz"),
+    ("previous_observations", "integer"),
+)
+# The successor (NULLs: none stored) of each interval the batch writes.
+_SUCC_COLS: _Cols = (("key", "text"), ("first_seen", "timestamptz"), ("first_seq", "bigint"), *_NEXT_COLS[1:])
 # State columns of an interval: taken from its change when there is one (a change wins
 # over an AvailabilityCurrent, so the result does not depend on which came first).
 _INTERVAL_STATE = ("source", "resource_id", "slot", "slot_start", "capacity", "free", "status", "occupancy_percent")
@@ -395,6 +415,9 @@ _STAGES: dict[str, _Cols] = {
     "slotstream_stage_counts": _COUNT_COLS,
     "slotstream_stage_dead": _DEAD_COLS,
     "slotstream_stage_ext": _EXT_COLS,
+    "slotstream_stage_keys": _KEY_COLS,
+    "slotstream_stage_next": _NEXT_COLS,
+    "slotstream_stage_succ": _SUCC_COLS,
 }
 
 
@@ -522,16 +545,83 @@ def _upsert_set(cols: Sequence[str]) -> sql.Composable:
     return sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in cols)
 
 
-# The next change of an interval's key after the interval's start, by (observed_at, seq):
-# the change that ended it. The redundant "observed_at >= first_seen" lets TimescaleDB
-# skip older chunks; the index scans are on availability_changes' primary key.
-_SUCCESSOR = sql.SQL(
-    "SELECT c.observed_at, c.seq, c.previous_first_seen, c.previous_last_seen, c.previous_observations "
-    "FROM {s}.availability_changes c "
-    "WHERE c.key = r.key AND c.observed_at >= r.first_seen "
-    "AND (c.observed_at, c.seq) > (r.first_seen, r.first_seq) "
-    "ORDER BY c.observed_at, c.seq LIMIT 1"
-)
+# -- closing intervals: successors and predecessors, set-based ----------------------------
+#
+# An interval (key, first_seen, first_seq) is closed by its *successor*, the first stored
+# change of its key after it by (observed_at, seq); a batch change may become the
+# successor of the stored interval just before it, its *predecessor*. Both used to be
+# looked up per row (an index probe into the hypertables per interval written, two per
+# change for predecessors: ~80 % of the sink's database time in the hotel replay). They
+# are now found for the whole batch at once from a few rows per key, which is exact:
+#
+# - Per key of the batch, lo and hi are the first and last position of the batch's
+#   changes and AvailabilityCurrent intervals, and "from" is the stored interval just
+#   before lo (lo when there is none): slotstream_stage_keys, one probe per key.
+# - slotstream_stage_next holds the key's stored changes in [from, hi] (this batch's
+#   included) plus the first one after hi: two probes per key. For any position q in
+#   [from, hi] the first of these after q is q's successor among *all* stored changes
+#   (every stored change after q up to its successor is among them). Every interval the
+#   batch writes lies in [lo, hi], and every predecessor in [from, hi] (the interval just
+#   before a change at or after lo is "from" or later).
+# - Predecessors come from the key's stored intervals in [from, hi] (one range scan per
+#   key, after this batch's intervals are written): the interval just before a batch
+#   change is the last of them before it.
+#
+# "The first row after q" is found without a per-row lookup: q and the candidate rows
+# are sorted together per key; the number of candidates sorted before q (``before``,
+# a running count) is the rank of the last candidate not after q, so its successor is
+# the candidate ranked before + 1 (a plain join). In the replay a key has ~7 positions
+# in a batch, so these are small sorts instead of ~11k index probes per batch.
+
+
+def _bounded(s: sql.Identifier, table: str, at: str, seq: str, cols: Sequence[str]) -> sql.Composed:
+    """Rows of ``table`` (positions ``at``, ``seq``) of each key in slotstream_stage_keys
+    from its "from" to its "hi" position, both included: one index range scan (primary
+    key) per key. The bounds on ``at`` alone, the batch-wide ones as query parameters
+    ``from_min`` / ``hi_max`` (constants when planned), let TimescaleDB skip the chunks
+    outside the batch's span at plan time instead of probing every chunk for every key.
+    OFFSET 0 keeps the subquery a per-key probe: pulled up, the planner may hash-join a
+    whole hypertable instead (seen once the chunks had statistics)."""
+    return sql.SQL(
+        "SELECT {cols} FROM slotstream_stage_keys k CROSS JOIN LATERAL ("
+        "SELECT {cols} FROM {s}.{table} t WHERE t.key = k.key "
+        "AND t.{at} >= %(from_min)s AND t.{at} <= %(hi_max)s "
+        "AND t.{at} >= k.from_at AND t.{at} <= k.hi_at "
+        "AND (t.{at}, t.{seq}) >= (k.from_at, k.from_seq) AND (t.{at}, t.{seq}) <= (k.hi_at, k.hi_seq) "
+        "OFFSET 0) t"
+    ).format(
+        cols=_names(cols, "t"),
+        s=s,
+        table=sql.Identifier(table),
+        at=sql.Identifier(at),
+        seq=sql.Identifier(seq),
+    )
+
+
+def _successors(queries: sql.Composable) -> sql.Composed:
+    """``key, first_seen, first_seq`` of each row of ``queries`` (positions within the
+    keys' [from, hi], distinct) with the columns of its successor from
+    slotstream_stage_next (NULLs when the key has no stored change after it).
+
+    Sort order (at, seq, is_query): a change at the very position of a query sorts before
+    it and counts as "not after" it, so the successor is strictly later."""
+    return sql.SQL(
+        "WITH u AS ("
+        "SELECT key, first_seen AS at, first_seq AS seq, true AS is_query FROM ({queries}) q "
+        "UNION ALL SELECT key, observed_at, seq, false FROM slotstream_stage_next"
+        "), counted AS ("
+        "SELECT key, at, seq, is_query, count(*) FILTER (WHERE NOT is_query) OVER ("
+        "PARTITION BY key ORDER BY at, seq, is_query ROWS UNBOUNDED PRECEDING) AS before FROM u"
+        "), ranked AS ("
+        "SELECT n.*, row_number() OVER (PARTITION BY n.key ORDER BY n.observed_at, n.seq) AS rank "
+        "FROM slotstream_stage_next n"
+        ") "
+        "SELECT q.key, q.at AS first_seen, q.seq AS first_seq, {nx} "
+        "FROM counted q LEFT JOIN ranked nx ON nx.key = q.key AND nx.rank = q.before + 1 "
+        "WHERE q.is_query"
+    ).format(queries=queries, nx=_names([c for c, _ in _NEXT_COLS[1:]], "nx"))
+
+
 # A successor *confirms* the end of an interval when it names the interval's start as its
 # previous one and reports it fully (AvailabilityChange.previous_last_seen and
 # .previous_observations): those are then the interval's exact last_seen and observation
@@ -568,9 +658,9 @@ def _same_interval(a: str, b: str, first_seen: str, first_seq: str) -> sql.Compo
 
 def _interval_upsert(s: sql.Identifier, rows: sql.Composable, *, with_state: bool) -> sql.Composed:
     """Insert (or merge into) one state_intervals row per row of ``rows``, already closed by
-    its successor when there is one. ``rows`` yields the state columns, key, first_seen,
-    first_seq, seen (the latest time its records showed the state) and observations, at
-    most once per interval."""
+    its successor when there is one (from slotstream_stage_succ). ``rows`` yields the
+    state columns, key, first_seen, first_seq, seen (the latest time its records showed
+    the state) and observations, at most once per interval."""
     merged: list[tuple[str, str]] = [(c, f"EXCLUDED.{c}") for c in _INTERVAL_STATE] if with_state else []
     merged += [
         # A confirmed end is exact and replaces whatever was known (which may have come from
@@ -595,7 +685,7 @@ def _interval_upsert(s: sql.Identifier, rows: sql.Composable, *, with_state: boo
         "INSERT INTO {s}.state_intervals AS si ({cols}) "
         "SELECT {r_state}, r.key, r.first_seen, r.first_seq, {observations}, "
         "{last_seen}, COALESCE({confirmed}, false), nx.observed_at, nx.seq "
-        "FROM ({rows}) r LEFT JOIN LATERAL ({successor}) nx ON true "
+        "FROM ({rows}) r LEFT JOIN slotstream_stage_succ nx ON {nx_is_r} "
         "ORDER BY r.key, r.first_seen, r.first_seq "
         "ON CONFLICT (key, first_seen, first_seq) DO UPDATE SET {set} "
         "WHERE ({si_cols}) IS DISTINCT FROM ({new})"
@@ -607,7 +697,7 @@ def _interval_upsert(s: sql.Identifier, rows: sql.Composable, *, with_state: boo
         last_seen=_LAST_SEEN,
         confirmed=_CONFIRMED,
         rows=rows,
-        successor=_SUCCESSOR.format(s=s),
+        nx_is_r=_same_interval("nx", "r", "first_seen", "first_seq"),
         set=sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(c), sql.SQL(e)) for c, e in merged),
         si_cols=_names([c for c, _ in merged], "si"),
         new=sql.SQL(", ").join(sql.SQL(e) for _, e in merged),
@@ -620,11 +710,47 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
     current_names = [c for c, _ in _CURRENT_COLS if c != "key"]
     count_names = [c for c, _ in _COUNT_COLS if c not in ("source", "resource_id", "period", "bucket")]
     change_opens_x = _same_interval("x", "c", "observed_at", "seq")
+    # Every interval the batch writes: each change's, and each current's.
+    batch_intervals = sql.SQL(
+        "SELECT key, observed_at AS first_seen, seq AS first_seq FROM slotstream_stage_changes "
+        "UNION SELECT key, first_seen, first_seq FROM slotstream_stage_ext"
+    )
     return {
         "changes": sql.SQL(
             "INSERT INTO {s}.availability_changes ({cols}) SELECT {cols} FROM slotstream_stage_changes "
             "ORDER BY key, observed_at, seq ON CONFLICT DO NOTHING"
         ).format(s=s, cols=change_cols),
+        # Per key: lo, hi and "from" (the stored interval before lo, else lo itself).
+        "keys": sql.SQL(
+            "INSERT INTO slotstream_stage_keys (key, from_at, from_seq, hi_at, hi_seq) "
+            "SELECT b.key, COALESCE(p.first_seen, b.lo_at), COALESCE(p.first_seq, b.lo_seq), b.hi_at, b.hi_seq "
+            "FROM (SELECT DISTINCT ON (key) key, first_seen AS lo_at, first_seq AS lo_seq, "
+            "last_value(first_seen) OVER w AS hi_at, last_value(first_seq) OVER w AS hi_seq "
+            "FROM ({batch_intervals}) i "
+            "WINDOW w AS (PARTITION BY key ORDER BY first_seen, first_seq "
+            "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) "
+            "ORDER BY key, first_seen, first_seq) b "
+            "LEFT JOIN LATERAL (SELECT si.first_seen, si.first_seq FROM {s}.state_intervals si "
+            "WHERE si.key = b.key AND si.first_seen <= b.lo_at AND (si.first_seen, si.first_seq) < (b.lo_at, b.lo_seq) "
+            "ORDER BY si.first_seen DESC, si.first_seq DESC LIMIT 1) p ON true"
+        ).format(s=s, batch_intervals=batch_intervals),
+        # Candidate successors: stored changes in [from, hi] and the first one after hi.
+        "next": sql.SQL(
+            "INSERT INTO slotstream_stage_next ({cols}) {bounded} "
+            "UNION ALL SELECT {nx_cols} FROM slotstream_stage_keys k CROSS JOIN LATERAL ("
+            "SELECT {c_cols} FROM {s}.availability_changes c WHERE c.key = k.key "
+            "AND c.observed_at >= %(hi_min)s AND c.observed_at >= k.hi_at "
+            "AND (c.observed_at, c.seq) > (k.hi_at, k.hi_seq) ORDER BY c.observed_at, c.seq LIMIT 1) nx"
+        ).format(
+            s=s,
+            cols=_names(_NEXT_COLS),
+            bounded=_bounded(s, "availability_changes", "observed_at", "seq", [c for c, _ in _NEXT_COLS]),
+            nx_cols=_names(_NEXT_COLS, "nx"),
+            c_cols=_names(_NEXT_COLS, "c"),
+        ),
+        "succ": sql.SQL("INSERT INTO slotstream_stage_succ ({cols}) {succ}").format(
+            cols=_names(_SUCC_COLS), succ=_successors(batch_intervals)
+        ),
         # The interval each change opens, merged with what this batch's currents say of it.
         # Its state comes from the change (a change wins over a current, whichever came first).
         "intervals_of_changes": _interval_upsert(
@@ -649,48 +775,63 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
         ),
         # Older intervals whose successor may now be one of this batch's changes: the one
         # just before each change (normally the interval the change ends). Rows written by
-        # this batch are left out: they were closed correctly when written.
+        # this batch are left out: they were closed correctly when written. Intervals of
+        # [from, hi] are read after this batch's were written, so that a predecessor is
+        # the last interval before the change among all of them; "before" counts the
+        # intervals strictly before each change (a change sorts before its own interval).
         "close_predecessors": sql.SQL(
             """
-            WITH pred AS (
-                SELECT DISTINCT p.key, p.first_seen, p.first_seq
-                FROM slotstream_stage_changes b
-                CROSS JOIN LATERAL (
-                    SELECT si.key, si.first_seen, si.first_seq FROM {s}.state_intervals si
-                    WHERE si.key = b.key AND si.first_seen <= b.observed_at
-                      AND (si.first_seen, si.first_seq) < (b.observed_at, b.seq)
-                    ORDER BY si.first_seen DESC, si.first_seq DESC
-                    LIMIT 1
-                ) p
-                WHERE NOT EXISTS (SELECT 1 FROM slotstream_stage_changes c WHERE {c_is_p})
+            WITH iv AS ({intervals}),
+            counted AS (
+                SELECT key, at, seq, is_change, count(*) FILTER (WHERE NOT is_change) OVER (
+                    PARTITION BY key ORDER BY at, seq, is_change DESC ROWS UNBOUNDED PRECEDING) AS before
+                FROM (
+                    SELECT key, observed_at AS at, seq, true AS is_change FROM slotstream_stage_changes
+                    UNION ALL SELECT key, first_seen, first_seq, false FROM iv
+                ) u
+            ),
+            ranked AS (
+                SELECT iv.*, row_number() OVER (PARTITION BY key ORDER BY first_seen, first_seq) AS rank FROM iv
+            ),
+            pred AS (
+                SELECT DISTINCT p.key, p.first_seen, p.first_seq, p.last_seen AS seen, p.observations
+                FROM counted b JOIN ranked p ON p.key = b.key AND p.rank = b.before
+                WHERE b.is_change
+                  AND NOT EXISTS (SELECT 1 FROM slotstream_stage_changes c WHERE {c_is_p})
                   AND NOT EXISTS (SELECT 1 FROM slotstream_stage_ext x WHERE {x_is_p})
             ),
+            succ AS ({successors}),
             closing AS (
                 SELECT r.key, r.first_seen, r.first_seq, nx.observed_at AS ended_at, nx.seq AS ended_seq,
                        {last_seen} AS last_seen, {confirmed} AS end_confirmed, {observations} AS observations
-                FROM (
-                    SELECT si.key, si.first_seen, si.first_seq, si.last_seen AS seen, si.observations
-                    FROM pred p JOIN {s}.state_intervals si ON {si_is_p}
-                ) r
-                CROSS JOIN LATERAL ({successor}) nx
+                FROM pred r JOIN succ nx ON {nx_is_r}
+                WHERE nx.observed_at IS NOT NULL
             )
             UPDATE {s}.state_intervals si
             SET ended_at = cl.ended_at, ended_seq = cl.ended_seq, last_seen = cl.last_seen,
                 end_confirmed = cl.end_confirmed, observations = cl.observations
             FROM closing cl
             WHERE si.key = cl.key AND si.first_seen = cl.first_seen AND si.first_seq = cl.first_seq
+              AND si.first_seen >= %(from_min)s AND si.first_seen <= %(hi_max)s
               AND (si.ended_at, si.ended_seq, si.last_seen, si.end_confirmed, si.observations)
                   IS DISTINCT FROM (cl.ended_at, cl.ended_seq, cl.last_seen, cl.end_confirmed, cl.observations)
             """
         ).format(
             s=s,
+            intervals=_bounded(
+                s,
+                "state_intervals",
+                "first_seen",
+                "first_seq",
+                ["key", "first_seen", "first_seq", "last_seen", "observations"],
+            ),
             c_is_p=_same_interval("p", "c", "observed_at", "seq"),
             x_is_p=_same_interval("p", "x", "first_seen", "first_seq"),
-            si_is_p=_same_interval("si", "p", "first_seen", "first_seq"),
+            successors=_successors(sql.SQL("SELECT key, first_seen, first_seq FROM pred")),
+            nx_is_r=_same_interval("nx", "r", "first_seen", "first_seq"),
             last_seen=_LAST_SEEN,
             confirmed=_CONFIRMED,
             observations=_OBSERVATIONS,
-            successor=_SUCCESSOR.format(s=s),
         ),
         "currents": sql.SQL(
             "INSERT INTO {s}.availability_current AS t ({cols}, updated_at) "
@@ -723,6 +864,9 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
         ).format(s=s, cols=_names(_DEAD_COLS)),
     }
 
+
+# The batch-wide bounds of the per-key probes (see _bounded).
+_KEY_BOUNDS = "SELECT min(from_at), min(hi_at), max(hi_at) FROM slotstream_stage_keys"
 
 _STAGE_DDL = sql.SQL("; ").join(
     sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
@@ -780,12 +924,21 @@ def _write(conn: psycopg.Connection[Any], batch: SinkBatch, schema: str | None) 
             _copy(cur, "slotstream_stage_ext", map(_ext_row, red.extensions))
         # Intervals after the changes: closing an interval looks its successor up among the
         # stored changes, this batch's included.
+        bounds: dict[str, Any] = {}
+        if red.changes or red.extensions:
+            cur.execute(stmts["keys"])
+            row = cur.execute(_KEY_BOUNDS).fetchone()
+            assert row is not None  # an aggregate without GROUP BY returns one row
+            bounds = dict(zip(("from_min", "hi_min", "hi_max"), row, strict=True))
+            cur.execute(stmts["next"], bounds)
+            cur.execute(stmts["succ"])
         if red.changes:
             intervals += run("intervals_of_changes")
         if red.extensions:
             intervals += run("intervals_of_currents")
         if red.changes:
-            closed = run("close_predecessors")
+            cur.execute(stmts["close_predecessors"], bounds)
+            closed = max(cur.rowcount, 0)
         if red.currents:
             _copy(cur, "slotstream_stage_current", map(_current_row, red.currents))
             currents = run("currents")
