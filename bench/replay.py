@@ -9,7 +9,9 @@ committed every change row). In the same invocation, on the last run's data:
 - the COPY ceiling: the run's change rows copied (binary COPY) into an empty copy of
   the ``availability_changes`` hypertable, rows/s.
 
-Prints medians of ``--runs`` runs (default 3) and writes ``bench/results/replay.json``.
+Prints medians of ``--runs`` runs (default 3) and writes ``bench/results/replay.json``;
+each run also reports the CPU seconds of the stream workers, the sink and the whole
+machine while it was timed (where the cores went).
 Optionally ``--profile`` samples the stream worker with py-spy during the last run.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -37,6 +40,20 @@ from slotstream.pipeline import Pipeline, namespaced
 from slotstream.settings import Settings, load_settings
 
 RESULTS = Path(__file__).with_name("results")
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds all cores spent not idle since boot (``/proc/stat``)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / _CLOCK_TICKS
 
 
 def replay_once(base: Settings, profile: bool) -> tuple[Settings, dict[str, Any]]:
@@ -48,8 +65,9 @@ def replay_once(base: Settings, profile: bool) -> tuple[Settings, dict[str, Any]
     pipeline = Pipeline(s, log_dir=log_dir)
     spy = None
     try:
-        pipeline.start("sink")
-        worker = pipeline.start("stream")[0]
+        sink = pipeline.start("sink")
+        workers = pipeline.start("stream")
+        worker = workers[0]
         time.sleep(8)  # let both join their groups, so the timing is the pipeline's
         if profile and shutil.which("py-spy"):
             spy = subprocess.Popen(
@@ -69,11 +87,18 @@ def replay_once(base: Settings, profile: bool) -> tuple[Settings, dict[str, Any]
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+        cpu_before = [_process_cpu_s(p.pid) for p in workers + sink] + [_machine_busy_s()]
         started = time.monotonic()
         summary = asyncio.run(produce_hotel_bookings(s, None, progress=False))
         produced = time.monotonic()
         pipeline.wait_caught_up(timeout=3600)
         done = time.monotonic()
+        cpu = [
+            after - before
+            for before, after in zip(
+                cpu_before, [_process_cpu_s(p.pid) for p in workers + sink] + [_machine_busy_s()], strict=True
+            )
+        ]
     finally:
         if spy is not None:
             spy.terminate()
@@ -88,6 +113,11 @@ def replay_once(base: Settings, profile: bool) -> tuple[Settings, dict[str, Any]
         "elapsed_s": round(elapsed, 2),
         "events_per_s": round(summary.events / elapsed),
         "change_rows_per_s": round(rows["availability_changes"] / elapsed),
+        # CPU seconds while timed: the stream worker processes, the sink, and every
+        # process on the machine (producer, Kafka, PostgreSQL included; 2 cores here).
+        "stream_cpu_s": round(sum(cpu[: len(workers)]), 1),
+        "sink_cpu_s": round(sum(cpu[len(workers) : -1]), 1),
+        "machine_cpu_s": round(cpu[-1], 1),
     }
 
 

@@ -71,7 +71,8 @@ class ContractError(SlotstreamError):
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    # Most values are UTC already (every record the stream builds): skip the conversion.
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]

@@ -28,6 +28,7 @@ their topic/partition/offset, and the agent keeps going.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections import Counter
@@ -272,5 +273,14 @@ def build_app(settings: Settings) -> faust.App:
 def main(settings: Settings, loglevel: str = "info") -> None:
     """Run the worker until SIGINT/SIGTERM (``slotstream stream``)."""
     app = build_app(settings)
+    # The worker allocates millions of short-lived objects per replay (messages, events,
+    # records, futures), very few of them in reference cycles. With CPython's default
+    # thresholds (700, 10, 10) the cyclic collector ran so often that it cost ~18 % of
+    # the worker's CPU on the full replay (stream-only, one worker: 97.8 → 79.7 CPU-s;
+    # two workers: 87.4 → 75.5 CPU-s, peak RSS ~125 MB either way). Objects that live as
+    # long as the process (modules, the app) are frozen out of the scans; cycles are
+    # still collected, only less often.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, override_logging=True)
     worker.execute_from_commandline()
