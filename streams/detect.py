@@ -25,12 +25,20 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Literal
 
 from pydantic import ConfigDict, TypeAdapter
 
-from slotstream.contract import AvailabilityChange, AvailabilityCurrent, AvailabilityObservation, SlotState, occupancy
+from slotstream.contract import (
+    SCHEMA_VERSION,
+    AvailabilityChange,
+    AvailabilityCurrent,
+    AvailabilityObservation,
+    SlotState,
+    UtcDatetime,
+    occupancy,
+    trusted,
+)
 
 __all__ = ["BatchResult", "Detection", "Tracker", "current_of", "detect", "detect_batch"]
 
@@ -51,14 +59,14 @@ class Tracker:
     __pydantic_config__ = ConfigDict(extra="forbid")
 
     state: SlotState
-    first_seen: datetime
+    first_seen: UtcDatetime
     first_seq: int
-    last_seen: datetime
+    last_seen: UtcDatetime
     last_seq: int
     observations: int
     previous: SlotState | None = None
-    previous_first_seen: datetime | None = None
-    previous_last_seen: datetime | None = None
+    previous_first_seen: UtcDatetime | None = None
+    previous_last_seen: UtcDatetime | None = None
     previous_observations: int | None = None
 
     def to_json(self) -> bytes:
@@ -84,7 +92,9 @@ class Detection:
 
 
 def _change(obs: AvailabilityObservation, t: Tracker) -> AvailabilityChange:
-    """The change event that opened tracker ``t`` (observation ``obs`` opened it)."""
+    """The change event that opened tracker ``t`` (observation ``obs`` opened it); built
+    unvalidated (:func:`~slotstream.contract.trusted`) from the validated observation
+    and tracker."""
     prev = t.previous
     state = t.state
     delta = None
@@ -95,10 +105,13 @@ def _change(obs: AvailabilityObservation, t: Tracker) -> AvailabilityChange:
         duration = (obs.observed_at - t.previous_first_seen).total_seconds()
     key = obs.key
     percent, steps, status = occupancy(state.capacity, state.free)
-    return AvailabilityChange(
+    return trusted(
+        AvailabilityChange,
         occupancy_percent=percent,
         occupancy_steps=steps,
         occupancy_status=status,
+        event_type="availability_change",
+        schema_version=SCHEMA_VERSION,
         event_id=f"{key}@{obs.observed_at.isoformat()}#{obs.seq}",
         key=key,
         source=obs.source,
@@ -175,12 +188,16 @@ def detect(tracker: Tracker | None, obs: AvailabilityObservation) -> Detection:
 
 
 def current_of(obs: AvailabilityObservation, tracker: Tracker) -> AvailabilityCurrent:
-    """The latest state record of ``obs``'s slot (for the compacted current topic)."""
+    """The latest state record of ``obs``'s slot (for the compacted current topic);
+    built unvalidated like :func:`_change`."""
     percent, steps, status = occupancy(tracker.state.capacity, tracker.state.free)
-    return AvailabilityCurrent(
+    return trusted(
+        AvailabilityCurrent,
         occupancy_percent=percent,
         occupancy_steps=steps,
         occupancy_status=status,
+        event_type="availability_current",
+        schema_version=SCHEMA_VERSION,
         key=obs.key,
         source=obs.source,
         resource_id=obs.resource_id,

@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from slotstream.contract import AvailabilityObservation, BookingCount, BookingEvent
+from slotstream.contract import SCHEMA_VERSION, AvailabilityObservation, BookingCount, BookingEvent, trusted
 
 __all__ = ["Applied", "Ledger", "LedgerBatch", "apply_batch", "apply_event", "counts_of", "night_observation"]
 
@@ -83,9 +83,18 @@ def night_observation(event: BookingEvent, night: date, held: int, capacity: int
     Slot: the night as ``YYYY-MM-DD``, from 00:00 UTC to the next day. Observed at the
     event time; ``seq`` is the event's, so observations of one night are ordered like
     the events. ``lead_time_days`` = days from the observation to the night.
+
+    Built unvalidated (:func:`~slotstream.contract.trusted`): ``event`` was validated and
+    the rest is valid by construction, a free count in 0..``capacity`` included; raises
+    ``ValueError`` for a negative ``capacity``, the one input that could make it invalid.
     """
+    if capacity < 0:
+        raise ValueError(f"capacity of {event.resource_id!r} is {capacity}; it must be >= 0")
     start = datetime.combine(night, time(), tzinfo=UTC)
-    return AvailabilityObservation(
+    return trusted(
+        AvailabilityObservation,
+        event_type="availability_observation",
+        schema_version=SCHEMA_VERSION,
         source=event.source,
         resource_id=event.resource_id,
         slot=night.isoformat(),
