@@ -567,11 +567,13 @@ def _upsert_set(cols: Sequence[str]) -> sql.Composable:
 #   key, after this batch's intervals are written): the interval just before a batch
 #   change is the last of them before it.
 #
-# "The first row after q" is found without a per-row lookup: q and the candidate rows
-# are sorted together per key; the number of candidates sorted before q (``before``,
-# a running count) is the rank of the last candidate not after q, so its successor is
-# the candidate ranked before + 1 (a plain join). In the replay a key has ~7 positions
-# in a batch, so these are small sorts instead of ~11k index probes per batch.
+# "The first candidate after q" is found without a per-row lookup and without a join:
+# q and the candidates are sorted together per key, a running count of candidates
+# (``grp``) puts each candidate and the rows up to the next one into one group, and the
+# group's first row, a window's first_value, is the candidate sought. Two sorts per
+# statement, O(n log n) however many rows a key has in the batch (a join on a rank
+# degraded to a per-key nested comparison when the planner misjudged the sizes). In the
+# replay a key has ~7 positions in a batch: small sorts instead of ~11k index probes.
 
 
 def _bounded(s: sql.Identifier, table: str, at: str, seq: str, cols: Sequence[str]) -> sql.Composed:
@@ -603,23 +605,38 @@ def _successors(queries: sql.Composable) -> sql.Composed:
     keys' [from, hi], distinct) with the columns of its successor from
     slotstream_stage_next (NULLs when the key has no stored change after it).
 
-    Sort order (at, seq, is_query): a change at the very position of a query sorts before
-    it and counts as "not after" it, so the successor is strictly later."""
+    Walked backwards (latest first), ``grp`` counts the candidates met so far; a query's
+    group starts with the first candidate after it. A candidate at the very position of
+    a query sorts after it (``is_query DESC``), so the successor is strictly later."""
+    nx = [c for c, _ in _NEXT_COLS[3:]]
     return sql.SQL(
         "WITH u AS ("
-        "SELECT key, first_seen AS at, first_seq AS seq, true AS is_query FROM ({queries}) q "
-        "UNION ALL SELECT key, observed_at, seq, false FROM slotstream_stage_next"
-        "), counted AS ("
-        "SELECT key, at, seq, is_query, count(*) FILTER (WHERE NOT is_query) OVER ("
-        "PARTITION BY key ORDER BY at, seq, is_query ROWS UNBOUNDED PRECEDING) AS before FROM u"
-        "), ranked AS ("
-        "SELECT n.*, row_number() OVER (PARTITION BY n.key ORDER BY n.observed_at, n.seq) AS rank "
-        "FROM slotstream_stage_next n"
+        "SELECT key, first_seen AS at, first_seq AS seq, true AS is_query, {nulls} FROM ({queries}) q "
+        "UNION ALL SELECT key, observed_at, seq, false, {nx} FROM slotstream_stage_next"
+        "), g AS ("
+        "SELECT u.*, count(*) FILTER (WHERE NOT is_query) OVER ("
+        "PARTITION BY key ORDER BY at DESC, seq DESC, is_query DESC ROWS UNBOUNDED PRECEDING) AS grp FROM u"
+        "), h AS ("
+        "SELECT key, at, seq, is_query, grp, {firsts} FROM g "
+        "WINDOW w AS (PARTITION BY key, grp ORDER BY at DESC, seq DESC, is_query DESC)"
         ") "
-        "SELECT q.key, q.at AS first_seen, q.seq AS first_seq, {nx} "
-        "FROM counted q LEFT JOIN ranked nx ON nx.key = q.key AND nx.rank = q.before + 1 "
-        "WHERE q.is_query"
-    ).format(queries=queries, nx=_names([c for c, _ in _NEXT_COLS[1:]], "nx"))
+        "SELECT key, at AS first_seen, seq AS first_seq, {succ} FROM h WHERE is_query"
+    ).format(
+        queries=queries,
+        nulls=sql.SQL(", ").join(
+            sql.SQL("NULL::{} AS {}").format(sql.SQL(_stage_type(t)), sql.Identifier(c)) for c, t in _NEXT_COLS[3:]
+        ),
+        nx=_names(nx),
+        firsts=sql.SQL(", ").join(
+            sql.SQL("first_value({c}) OVER w AS {n}").format(c=sql.Identifier(c), n=sql.Identifier(n))
+            for c, n in [("at", "nx_at"), ("seq", "nx_seq")] + [(c, f"nx_{c}") for c in nx]
+        ),
+        # grp 0: no candidate after the query, its group's first row is a query.
+        succ=sql.SQL(", ").join(
+            sql.SQL("CASE WHEN grp > 0 THEN {} END AS {}").format(sql.Identifier(f"nx_{c}"), sql.Identifier(o))
+            for c, o in [("at", "observed_at"), ("seq", "seq"), *((c, c) for c in nx)]
+        ),
+    )
 
 
 # A successor *confirms* the end of an interval when it names the interval's start as its
@@ -777,27 +794,34 @@ def _statements(schema: str) -> dict[str, sql.Composed]:
         # just before each change (normally the interval the change ends). Rows written by
         # this batch are left out: they were closed correctly when written. Intervals of
         # [from, hi] are read after this batch's were written, so that a predecessor is
-        # the last interval before the change among all of them; "before" counts the
-        # intervals strictly before each change (a change sorts before its own interval).
+        # the last interval before the change among all of them: walking forwards, grp
+        # counts intervals, so a change's group starts with the last interval before it
+        # (a change sorts before its own interval, is_change DESC).
         "close_predecessors": sql.SQL(
             """
             WITH iv AS ({intervals}),
-            counted AS (
-                SELECT key, at, seq, is_change, count(*) FILTER (WHERE NOT is_change) OVER (
-                    PARTITION BY key ORDER BY at, seq, is_change DESC ROWS UNBOUNDED PRECEDING) AS before
+            g AS (
+                SELECT u.*, count(*) FILTER (WHERE NOT is_change) OVER (
+                    PARTITION BY key ORDER BY at, seq, is_change DESC ROWS UNBOUNDED PRECEDING) AS grp
                 FROM (
-                    SELECT key, observed_at AS at, seq, true AS is_change FROM slotstream_stage_changes
-                    UNION ALL SELECT key, first_seen, first_seq, false FROM iv
+                    SELECT key, observed_at AS at, seq, true AS is_change,
+                           NULL::timestamptz AS last_seen, NULL::integer AS observations
+                    FROM slotstream_stage_changes
+                    UNION ALL SELECT key, first_seen, first_seq, false, last_seen, observations FROM iv
                 ) u
             ),
-            ranked AS (
-                SELECT iv.*, row_number() OVER (PARTITION BY key ORDER BY first_seen, first_seq) AS rank FROM iv
+            h AS (
+                SELECT key, is_change, grp, first_value(at) OVER w AS p_at, first_value(seq) OVER w AS p_seq,
+                       first_value(last_seen) OVER w AS p_last_seen, first_value(observations) OVER w AS p_obs
+                FROM g WINDOW w AS (PARTITION BY key, grp ORDER BY at, seq, is_change DESC)
             ),
             pred AS (
-                SELECT DISTINCT p.key, p.first_seen, p.first_seq, p.last_seen AS seen, p.observations
-                FROM counted b JOIN ranked p ON p.key = b.key AND p.rank = b.before
-                WHERE b.is_change
-                  AND NOT EXISTS (SELECT 1 FROM slotstream_stage_changes c WHERE {c_is_p})
+                SELECT DISTINCT p.key, p.first_seen, p.first_seq, p.seen, p.observations
+                FROM (
+                    SELECT key, p_at AS first_seen, p_seq AS first_seq, p_last_seen AS seen, p_obs AS observations
+                    FROM h WHERE is_change AND grp > 0
+                ) p
+                WHERE NOT EXISTS (SELECT 1 FROM slotstream_stage_changes c WHERE {c_is_p})
                   AND NOT EXISTS (SELECT 1 FROM slotstream_stage_ext x WHERE {x_is_p})
             ),
             succ AS ({successors}),
