@@ -56,6 +56,10 @@ test: up lint ## Run everything: start the stack, lint, run pytest against the r
 demo: up ## Main job: run the pipeline on the real data in ../shared/data
 	$(SLOT) demo
 
+.PHONY: bench-sink
+bench-sink: up ## Benchmark: the sink's write_batch over the full hotel replay's records (median of 3)
+	$(BIN)/python -m bench.sink_write --runs 3
+
 .PHONY: dashboards
 dashboards: venv ## Regenerate dashboards/json from dashboards/definitions.py
 	$(SLOT) dashboards generate
