@@ -58,6 +58,10 @@ def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec] | None = No
     return [s.name for s in missing]
 
 
+#: Milliseconds an offset lookup may take before ``KafkaTimeoutError``.
+TIMEOUT_MS = 30_000
+
+
 @dataclass(frozen=True)
 class OffsetSample:
     """One look at the broker: ``end_offsets`` per topic (the messages ever appended,
@@ -73,8 +77,9 @@ class OffsetProbe:
     (group-less) consumer open between calls; :meth:`close` them when done.
 
     ``groups`` maps a consumer group id to the topics it consumes. A partition a group
-    never committed counts in full (from its beginning offset). kafka-python errors
-    (``kafka.errors.KafkaError``) propagate.
+    never committed counts in full (from its beginning offset); a topic that does not
+    exist counts as empty. kafka-python errors (``kafka.errors.KafkaError``, e.g.
+    ``KafkaTimeoutError`` after :data:`TIMEOUT_MS`) propagate.
     """
 
     def __init__(self, bootstrap_servers: str) -> None:
@@ -87,9 +92,17 @@ class OffsetProbe:
         from kafka import TopicPartition
 
         names = sorted(set(topics).union(*groups.values()))
-        partitions = [TopicPartition(t, p) for t in names for p in sorted(self._consumer.partitions_for_topic(t) or ())]
-        ends = self._consumer.end_offsets(partitions)
-        starts = self._consumer.beginning_offsets(partitions)
+        # Partitions from the admin API, and offsets with a timeout: the consumer's
+        # metadata refresh (partitions_for_topic) waits without one and was seen to hang
+        # for good on a busy broker (kafka-python 3.0.12).
+        partitions = [
+            TopicPartition(t["name"], p["partition_index"])
+            for t in self._admin.describe_topics(names)
+            if t["error_code"] == 0
+            for p in sorted(t["partitions"], key=lambda p: p["partition_index"])
+        ]
+        ends = self._consumer.end_offsets(partitions, timeout_ms=TIMEOUT_MS)
+        starts = self._consumer.beginning_offsets(partitions, timeout_ms=TIMEOUT_MS)
         end_offsets = {t: sum(ends[tp] for tp in partitions if tp.topic == t) for t in topics}
         lag: dict[str, int] = {}
         for group, group_topics in groups.items():

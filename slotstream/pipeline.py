@@ -8,6 +8,7 @@ they can be killed (``kill -9`` in the restart tests) and restarted like in prod
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -24,6 +25,8 @@ from slotstream.kafka_admin import consumer_lag
 from slotstream.settings import Settings
 
 __all__ = ["Pipeline", "PipelineError", "namespaced", "settings_env"]
+
+log = logging.getLogger(__name__)
 
 COMPONENTS = ("stream", "sink")
 
@@ -144,10 +147,19 @@ class Pipeline:
         to read. Raises :class:`PipelineError` if a component dies or ``timeout``
         (seconds) passes.
         """
+        from kafka.errors import KafkaError
+
         start = time.monotonic()
         while True:
             self._check_alive()
-            lags = self.lags()
+            try:
+                lags = self.lags()
+            except KafkaError as exc:  # a slow or busy broker: ask again, within the timeout
+                log.warning("reading consumer lag failed (%s); retrying", exc)
+                if time.monotonic() - start > timeout:
+                    raise PipelineError(f"pipeline did not catch up within {timeout:.0f} s: {exc}") from exc
+                time.sleep(1.0)
+                continue
             if on_poll is not None:
                 on_poll(lags)
             if lags["stream"] == 0 and lags["sink"] == 0:
