@@ -48,19 +48,12 @@ from psycopg import sql
 from producers.hotel_bookings import DEFAULT_FILE, read_booking_events
 from sinks.migrate import migrate
 from sinks.writer import SinkBatch, WriteCounts, write_batch
+from slotstream.demo import TABLES
 from slotstream.settings import Settings, load_settings
 from streams.detect import Tracker, detect_batch
 from streams.ledger import Ledger, apply_batch
 
 RESULTS = Path(__file__).with_name("results")
-TABLES = (
-    "booking_events",
-    "availability_changes",
-    "state_intervals",
-    "availability_current",
-    "booking_counts",
-    "dead_letters",
-)
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
