@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from sinks.writer import WriteCounts
 from slotstream.contract import AvailabilityChange, AvailabilityCurrent
 from slotstream.kafka_admin import OffsetProbe
+from slotstream.pipeline import consumer_groups
 from slotstream.settings import Settings
 from slotstream.topics import ALL_TOPICS
 
@@ -66,14 +67,8 @@ class HealthSampler:
         topics = settings.kafka.topics
         # Topic role (the declared suffix) -> full name.
         self._topics = {spec.name: topics.name(spec) for spec in ALL_TOPICS}
-        # Group role -> (group id, input topics); the same sets Pipeline.lags() reads.
-        self._groups = {
-            "stream": (settings.stream.app_id, [topics.booking_events, topics.observations]),
-            "sink": (
-                settings.sink.group_id,
-                [topics.changes, topics.current, topics.booking_events, topics.booking_counts, topics.dead_letter],
-            ),
-        }
+        # Group role -> (group id, input topics), as Pipeline.lags() reads them.
+        self._groups = consumer_groups(settings)
         self._sources: dict[str, _SourceSeen] = {}
         self._written: Counter[str] = Counter()
         self._probe: OffsetProbe | None = None

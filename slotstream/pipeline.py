@@ -24,11 +24,20 @@ from slotstream.errors import SlotstreamError
 from slotstream.kafka_admin import consumer_lag
 from slotstream.settings import Settings
 
-__all__ = ["Pipeline", "PipelineError", "namespaced", "settings_env"]
+__all__ = ["Pipeline", "PipelineError", "consumer_groups", "namespaced", "settings_env"]
 
 log = logging.getLogger(__name__)
 
 COMPONENTS = ("stream", "sink")
+
+
+def consumer_groups(settings: Settings) -> dict[str, tuple[str, list[str]]]:
+    """Component -> (its consumer group id, the topics it consumes)."""
+    topics = settings.kafka.topics
+    return {
+        "stream": (settings.stream.app_id, topics.stream_inputs),
+        "sink": (settings.sink.group_id, topics.sink_inputs),
+    }
 
 
 def _instances(name: str, settings: Settings) -> list[str]:
@@ -121,15 +130,9 @@ class Pipeline:
 
     def lags(self) -> dict[str, int]:
         """Unconsumed messages per component (consumer group lag, a count)."""
-        s = self.settings
-        t = s.kafka.topics
-        bootstrap = s.kafka.bootstrap_servers
-        return {
-            "stream": consumer_lag(bootstrap, s.stream.app_id, [t.booking_events, t.observations]),
-            "sink": consumer_lag(
-                bootstrap, s.sink.group_id, [t.changes, t.current, t.booking_events, t.booking_counts, t.dead_letter]
-            ),
-        }
+        bootstrap = self.settings.kafka.bootstrap_servers
+        groups = consumer_groups(self.settings)
+        return {name: consumer_lag(bootstrap, group, topics) for name, (group, topics) in groups.items()}
 
     def _check_alive(self) -> None:
         for name, proc in self.procs.items():

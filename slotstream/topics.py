@@ -129,6 +129,16 @@ class Topics:
     def dead_letter(self) -> str:
         return self.name(DEAD_LETTER)
 
+    @property
+    def stream_inputs(self) -> list[str]:
+        """The topics the stream worker consumes."""
+        return [self.booking_events, self.observations]
+
+    @property
+    def sink_inputs(self) -> list[str]:
+        """The topics the sink consumes."""
+        return [self.changes, self.current, self.booking_events, self.booking_counts, self.dead_letter]
+
     def specs(self) -> list[TopicSpec]:
         """Every declared topic with its full name."""
         return [replace(spec, name=self.name(spec)) for spec in ALL_TOPICS]

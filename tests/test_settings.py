@@ -44,3 +44,11 @@ def test_settings_are_frozen() -> None:
     s = load_settings()
     with pytest.raises(ValidationError):
         s.postgres.port = 1  # type: ignore[misc]
+
+
+def test_the_sink_consumes_exactly_its_declared_inputs() -> None:
+    from sinks.runner import topic_models
+    from slotstream.topics import Topics
+
+    topics = Topics("x.")
+    assert sorted(topic_models(topics)) == sorted(topics.sink_inputs)

@@ -91,9 +91,7 @@ def _rows(conn: psycopg.Connection[Any], schema: str, query: str) -> list[tuple[
 
 
 def _lag(settings: Settings) -> int:
-    t = settings.kafka.topics
-    topics = [t.changes, t.current, t.booking_events, t.booking_counts, t.dead_letter]
-    return consumer_lag(settings.kafka.bootstrap_servers, settings.sink.group_id, topics)
+    return consumer_lag(settings.kafka.bootstrap_servers, settings.sink.group_id, settings.kafka.topics.sink_inputs)
 
 
 def test_end_to_end_with_poison_records_and_redelivery(fresh: Settings) -> None:
