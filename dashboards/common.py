@@ -14,6 +14,7 @@ are unqualified: the read-only role's ``search_path`` starts with the sink's sch
 from __future__ import annotations
 
 import re
+import textwrap
 from typing import Any, Final, Literal, Self
 
 from grafana_foundation_sdk.builders import dashboard as gdash
@@ -75,8 +76,6 @@ class SqlTarget(cogbuilder.Builder[cogvariants.Dataquery]):
     """
 
     def __init__(self, sql: str, *, fmt: Format = "time_series", ref_id: str = "A") -> None:
-        import textwrap
-
         text = textwrap.dedent(sql).strip()
         for macro in re.findall(r"\$__\w+", text):
             if macro not in MACROS:

@@ -26,6 +26,7 @@ __all__ = [
     "interpolate_variables",
     "panel_queries",
     "parse_time",
+    "reader_connection",
     "resolve_variables",
     "run_query",
 ]
