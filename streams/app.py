@@ -15,8 +15,9 @@ Delivery is at-least-once (Faust's ``exactly_once`` is not used). Each agent run
 concurrency 1 and works in batches (``Stream.take_events``): it computes a batch from
 the table (:func:`hold_step`, :func:`detect_step`: plain functions), sends every output
 and waits for the broker's acknowledgements (its own :class:`~streams.sender.BatchSender`),
-and only then writes the table — so a table's changelog is never ahead of the outputs
-it caused.
+then sends the table's changelog records the same way, and only then updates the table in
+memory and lets Faust ack the batch (:func:`apply_step`) — so neither a table's changelog
+nor a committed offset is ever ahead of the outputs it stands for.
 After a crash the batch is replayed from the last committed offset; the ledger skips
 events it already applied (``seq``), the detector re-emits the opening change of a
 replayed observation (KIP-557), and every output has a deterministic id or key.
@@ -36,7 +37,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, TypeVar, cast
 
 import faust
-from faust.types import EventT
+from faust.types import EventT, TableT
 from pydantic import BaseModel
 
 from slotstream.contract import (
@@ -52,7 +53,7 @@ from streams.detect import Tracker, detect_batch
 from streams.ledger import Ledger, apply_batch
 from streams.sender import BatchSender, Output, partitioner
 
-__all__ = ["Step", "build_app", "detect_step", "hold_step", "main"]
+__all__ = ["Step", "apply_step", "build_app", "detect_step", "hold_step", "main"]
 
 log = logging.getLogger("slotstream.stream")
 
@@ -186,6 +187,33 @@ def detect_step(batch: Sequence[EventT[bytes]], get: Callable[[bytes], bytes | N
     return Step(outputs, writes, tally)
 
 
+async def apply_step(out: BatchSender, table: TableT[bytes, bytes], step: Step) -> None:
+    """Make one batch's effects durable, in the only safe order: the outputs, acknowledged;
+    then the table's changelog records, acknowledged; then the table in memory.
+
+    Faust acks the batch's events when this returns and commits their offsets after, so
+    nothing is committed before both sends were acknowledged. A crash before the first
+    acknowledgement replays the batch against the old table (same outputs, same ids);
+    between the two, the same; after the second, the replay meets the new table (the
+    ledger skips applied ``seq``, the detector re-emits opening changes, KIP-557).
+
+    Not ``table[key] = value``: that queues the changelog record in Faust's producer
+    buffer, which Faust's commit does not reliably drain — its flush gives up when the
+    buffer made no progress for 0.1 s (``ProducerBuffer.flush_atmost``), so under load an
+    offset could be committed while the table write that went with it was still
+    unsent, and a kill -9 then lost it (found by the kill test). The changelog records
+    go to the partition Faust's producer would pick (``use_partitioner``: murmur2 of the
+    key), and recovery reads them like any other.
+    """
+    await out.send_all(step.outputs)
+    if step.writes:
+        changelog = table.changelog_topic.get_topic_name()
+        await out.send_all((changelog, key, value) for key, value in step.writes.items())
+        store = table.data
+        for key, value in step.writes.items():
+            store[key] = value
+
+
 def build_app(settings: Settings) -> faust.App:
     """The Faust app with its topics, tables and agents, configured from ``settings``."""
     stream = settings.stream
@@ -250,9 +278,7 @@ def build_app(settings: Settings) -> faust.App:
         async with sender("hold_rooms") as out:
             async for batch in cast(faust.Stream[bytes], events).take_events(stream.batch_size, stream.batch_within_s):
                 step = hold_step(batch, ledger_by_resource.get, settings)
-                await out.send_all(step.outputs)
-                for key, value in step.writes.items():
-                    ledger_by_resource[key] = value
+                await apply_step(out, ledger_by_resource, step)
                 hold_stats.add(step.tally)
 
     detect_stats = _Stats("detect_changes")
@@ -262,9 +288,7 @@ def build_app(settings: Settings) -> faust.App:
         async with sender("detect_changes") as out:
             async for batch in cast(faust.Stream[bytes], events).take_events(stream.batch_size, stream.batch_within_s):
                 step = detect_step(batch, tracker_by_slot.get, settings)
-                await out.send_all(step.outputs)
-                for key, value in step.writes.items():
-                    tracker_by_slot[key] = value
+                await apply_step(out, tracker_by_slot, step)
                 detect_stats.add(step.tally)
 
     return app
