@@ -12,7 +12,8 @@ committed every change row). In the same invocation, on the last run's data:
 Prints medians of ``--runs`` runs (default 3) and writes ``bench/results/replay.json``;
 each run also reports the CPU seconds of the stream workers, the sink and the whole
 machine while it was timed (where the cores went).
-Optionally ``--profile`` samples the stream worker with py-spy during the last run.
+Optionally ``--profile`` samples a stream worker and the sink with py-spy during the last
+run (``bench/results/*.speedscope.json``, open them in https://www.speedscope.app).
 """
 
 from __future__ import annotations
@@ -57,6 +58,15 @@ def _machine_busy_s() -> float:
     return (sum(values[:8]) - idle) / _CLOCK_TICKS
 
 
+def _spy(pid: int, name: str) -> subprocess.Popen[bytes]:
+    """py-spy sampling process ``pid`` at 50 Hz into ``results/<name>.speedscope.json``."""
+    out = RESULTS / f"{name}.speedscope.json"
+    cmd = ["py-spy", "record", "--pid", str(pid), "--format", "speedscope", "--output", str(out)]
+    return subprocess.Popen(
+        [*cmd, "--rate", "50", "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
 def replay_once(base: Settings, profile: bool) -> tuple[Settings, dict[str, Any]]:
     from producers.hotel_bookings import produce_hotel_bookings
 
@@ -64,30 +74,15 @@ def replay_once(base: Settings, profile: bool) -> tuple[Settings, dict[str, Any]
     ensure_topics(s.kafka.bootstrap_servers, s.kafka.topics.specs())
     log_dir = RESULTS / "logs" / s.postgres.db_schema
     pipeline = Pipeline(s, log_dir=log_dir)
-    spy = None
+    spies: list[subprocess.Popen[bytes]] = []
     try:
         sink = pipeline.start("sink")
         workers = pipeline.start("stream")
         worker = workers[0]
         time.sleep(8)  # let both join their groups, so the timing is the pipeline's
-        if profile and shutil.which("py-spy"):
-            spy = subprocess.Popen(
-                [
-                    "py-spy",
-                    "record",
-                    "--pid",
-                    str(worker.pid),
-                    "--format",
-                    "speedscope",
-                    "--output",
-                    str(RESULTS / "stream-worker.speedscope.json"),
-                    "--rate",
-                    "50",
-                    "--nonblocking",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+        if profile:
+            # One speedscope profile per process: the first stream worker and the sink.
+            spies = [_spy(worker.pid, "stream-worker"), _spy(sink[0].pid, "sink")]
         cpu_before = [_process_cpu_s(p.pid) for p in workers + sink] + [_machine_busy_s()]
         started = time.monotonic()
         summary = asyncio.run(produce_hotel_bookings(s, None, progress=False))
@@ -109,7 +104,7 @@ def replay_once(base: Settings, profile: bool) -> tuple[Settings, dict[str, Any]
             )
         ]
     finally:
-        if spy is not None:
+        for spy in spies:
             spy.terminate()
             spy.wait(timeout=60)
         pipeline.stop()
@@ -206,8 +201,10 @@ def cleanup(s: Settings) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--profile", action="store_true", help="py-spy the stream worker in the last run")
+    parser.add_argument("--profile", action="store_true", help="py-spy a stream worker and the sink in the last run")
     args = parser.parse_args()
+    if args.profile and shutil.which("py-spy") is None:
+        parser.error("--profile needs py-spy on PATH (a dev dependency: make venv)")
     settings = load_settings()
     RESULTS.mkdir(parents=True, exist_ok=True)
     runs, namespaces = [], []
