@@ -25,6 +25,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Mapping
@@ -58,10 +59,15 @@ def _machine_busy_s() -> float:
     return (sum(values[:8]) - idle) / _CLOCK_TICKS
 
 
+def _py_spy() -> str | None:
+    """The py-spy executable: beside this interpreter (the venv's), else on PATH."""
+    return shutil.which("py-spy", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+
+
 def _spy(pid: int, name: str) -> subprocess.Popen[bytes]:
     """py-spy sampling process ``pid`` at 50 Hz into ``results/<name>.speedscope.json``."""
     out = RESULTS / f"{name}.speedscope.json"
-    cmd = ["py-spy", "record", "--pid", str(pid), "--format", "speedscope", "--output", str(out)]
+    cmd = [str(_py_spy()), "record", "--pid", str(pid), "--format", "speedscope", "--output", str(out)]
     return subprocess.Popen(
         [*cmd, "--rate", "50", "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -203,8 +209,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="py-spy a stream worker and the sink in the last run")
     args = parser.parse_args()
-    if args.profile and shutil.which("py-spy") is None:
-        parser.error("--profile needs py-spy on PATH (a dev dependency: make venv)")
+    if args.profile and _py_spy() is None:
+        parser.error("--profile needs py-spy (a dev dependency: make venv)")
     settings = load_settings()
     RESULTS.mkdir(parents=True, exist_ok=True)
     runs, namespaces = [], []
