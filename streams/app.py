@@ -12,12 +12,13 @@ Model → app → topics → tables → agents, as in Faust's examples:
   open interval to the compacted current topic.
 
 Delivery is at-least-once (Faust's ``exactly_once`` is not used). Each agent runs with
-concurrency 1 and works in batches (``Stream.take_events``): it computes a batch from
+concurrency 1 and works in batches (``Stream.noack_take``): it computes a batch from
 the table (:func:`hold_step`, :func:`detect_step`: plain functions), sends every output
 and waits for the broker's acknowledgements (its own :class:`~streams.sender.BatchSender`),
 then sends the table's changelog records the same way, and only then updates the table in
-memory and lets Faust ack the batch (:func:`apply_step`) — so neither a table's changelog
-nor a committed offset is ever ahead of the outputs it stands for.
+memory and acks the batch's events (:func:`apply_step`, :func:`process_batches`) — so
+neither a table's changelog nor a committed offset is ever ahead of the outputs it stands
+for. Events fetched before a rebalance are dropped unacked and fetched again in order.
 After a crash the batch is replayed from the last committed offset; the ledger skips
 events it already applied (``seq``), the detector re-emits the opening change of a
 replayed observation (KIP-557), and every output has a deterministic id or key.
@@ -53,7 +54,7 @@ from streams.detect import Tracker, detect_batch
 from streams.ledger import Ledger, apply_batch
 from streams.sender import BatchSender, Output, partitioner
 
-__all__ = ["Step", "apply_step", "build_app", "detect_step", "hold_step", "main"]
+__all__ = ["Step", "apply_step", "build_app", "detect_step", "hold_step", "main", "process_batches"]
 
 log = logging.getLogger("slotstream.stream")
 
@@ -187,15 +188,23 @@ def detect_step(batch: Sequence[EventT[bytes]], get: Callable[[bytes], bytes | N
     return Step(outputs, writes, tally)
 
 
-async def apply_step(out: BatchSender, table: TableT[bytes, bytes], step: Step) -> None:
+async def apply_step(
+    out: BatchSender, table: TableT[bytes, bytes], step: Step, current: Callable[[], bool] = lambda: True
+) -> bool:
     """Make one batch's effects durable, in the only safe order: the outputs, acknowledged;
-    then the table's changelog records, acknowledged; then the table in memory.
+    then the table's changelog records, acknowledged; then the table in memory. Returns
+    whether the table was updated; the caller acks the batch's events only then.
 
-    Faust acks the batch's events when this returns and commits their offsets after, so
-    nothing is committed before both sends were acknowledged. A crash before the first
+    Nothing is committed before both sends were acknowledged. A crash before the first
     acknowledgement replays the batch against the old table (same outputs, same ids);
     between the two, the same; after the second, the replay meets the new table (the
     ledger skips applied ``seq``, the detector re-emits opening changes, KIP-557).
+
+    ``current()`` is asked right before the table is touched: False means the group
+    rebalanced while the batch was sent, so the table may have been restored from its
+    changelog meanwhile, and the batch's events will be fetched again from the committed
+    offset. The table is then left alone and False returned: the batch is done again,
+    against the restored table, with the same outputs.
 
     Not ``table[key] = value``: that queues the changelog record in Faust's producer
     buffer, which Faust's commit does not reliably drain — its flush gives up when the
@@ -209,9 +218,65 @@ async def apply_step(out: BatchSender, table: TableT[bytes, bytes], step: Step) 
     if step.writes:
         changelog = table.changelog_topic.get_topic_name()
         await out.send_all((changelog, key, value) for key, value in step.writes.items())
-        store = table.data
-        for key, value in step.writes.items():
-            store[key] = value
+    if not current():
+        return False
+    store = table.data
+    for key, value in step.writes.items():
+        store[key] = value
+    return True
+
+
+async def process_batches(
+    app: faust.App,
+    events: faust.StreamT[bytes],
+    batch_size: int,
+    within_s: float,
+    table: TableT[bytes, bytes],
+    step_of: Callable[[Sequence[EventT[bytes]], Callable[[bytes], bytes | None]], Step],
+    out: BatchSender,
+    stats: _Stats,
+) -> None:
+    """An agent's loop: batches of events (``Stream.noack_take``) → ``step_of`` against
+    ``table`` → :func:`apply_step` → ack.
+
+    Events are acked here, and only those whose batch was applied. Events fetched before
+    the latest rebalance (Faust's ``generation_id``) are dropped unacked: Faust does not
+    clear a take buffer on a rebalance, and after it has restored the table and sought
+    the partitions back to their committed offsets, processing such leftovers would apply
+    them to the restored table ahead of the older events being fetched again — out of
+    order, so a change would be computed against the wrong state (the kill test caught
+    it). They are fetched again, in order.
+    """
+    stream = cast(faust.Stream[bytes], events)
+    async for taken in stream.noack_take(batch_size, within_s):
+        await _process_batch(app, stream, cast(Sequence[EventT[bytes]], taken), table, step_of, out, stats)
+        # No reference to a dropped (unacked) event may outlive its batch: Faust's
+        # rebalance waits until every tracked message was acked or garbage-collected.
+        del taken
+
+
+async def _process_batch(
+    app: faust.App,
+    stream: faust.Stream[bytes],
+    taken: Sequence[EventT[bytes]],
+    table: TableT[bytes, bytes],
+    step_of: Callable[[Sequence[EventT[bytes]], Callable[[bytes], bytes | None]], Step],
+    out: BatchSender,
+    stats: _Stats,
+) -> None:
+    generation = app.consumer_generation_id
+    batch = [e for e in taken if e.message.generation_id == generation]
+    if len(batch) < len(taken):
+        log.info("dropped %d events fetched before a rebalance (fetched again)", len(taken) - len(batch))
+    if not batch:
+        return
+    step = step_of(batch, table.get)
+    if not await apply_step(out, table, step, current=lambda: app.consumer_generation_id == generation):
+        log.info("rebalanced during a batch of %d events: it is done again", len(batch))
+        return
+    for event in batch:
+        await stream.ack(event)
+    stats.add(step.tally)
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -276,20 +341,32 @@ def build_app(settings: Settings) -> faust.App:
     @app.agent(booking_events_topic, concurrency=1)
     async def hold_rooms(events: faust.StreamT[bytes]) -> None:
         async with sender("hold_rooms") as out:
-            async for batch in cast(faust.Stream[bytes], events).take_events(stream.batch_size, stream.batch_within_s):
-                step = hold_step(batch, ledger_by_resource.get, settings)
-                await apply_step(out, ledger_by_resource, step)
-                hold_stats.add(step.tally)
+            await process_batches(
+                app,
+                events,
+                stream.batch_size,
+                stream.batch_within_s,
+                ledger_by_resource,
+                lambda batch, get: hold_step(batch, get, settings),
+                out,
+                hold_stats,
+            )
 
     detect_stats = _Stats("detect_changes")
 
     @app.agent(observations_topic, concurrency=1)
     async def detect_changes(events: faust.StreamT[bytes]) -> None:
         async with sender("detect_changes") as out:
-            async for batch in cast(faust.Stream[bytes], events).take_events(stream.batch_size, stream.batch_within_s):
-                step = detect_step(batch, tracker_by_slot.get, settings)
-                await apply_step(out, tracker_by_slot, step)
-                detect_stats.add(step.tally)
+            await process_batches(
+                app,
+                events,
+                stream.batch_size,
+                stream.batch_within_s,
+                tracker_by_slot,
+                lambda batch, get: detect_step(batch, get, settings),
+                out,
+                detect_stats,
+            )
 
     return app
 

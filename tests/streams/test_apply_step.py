@@ -1,6 +1,6 @@
 """apply_step's order: outputs acknowledged, then the changelog acknowledged, then the
-table in memory; a failed send leaves everything after it undone (the batch is then
-replayed against the table as it was)."""
+table in memory; a failed send, or a rebalance meanwhile, leaves the table as it was (the
+batch is then done again against it)."""
 
 from __future__ import annotations
 
@@ -48,13 +48,13 @@ STEP = Step(
 )
 
 
-def _apply(sender: RecordingSender, data: dict[bytes, bytes], step: Step = STEP) -> None:
-    asyncio.run(apply_step(cast(BatchSender, sender), _table(data), step))
+def _apply(sender: RecordingSender, data: dict[bytes, bytes], step: Step = STEP, current: bool = True) -> bool:
+    return asyncio.run(apply_step(cast(BatchSender, sender), _table(data), step, current=lambda: current))
 
 
 def test_outputs_then_changelog_then_memory() -> None:
     sender, data = RecordingSender(), {b"k1": b"t1-old"}
-    _apply(sender, data)
+    assert _apply(sender, data)
     assert sender.sent == [STEP.outputs, [(CHANGELOG, b"k1", b"t1-new"), (CHANGELOG, b"k2", b"t2-new")]]
     assert data == {b"k1": b"t1-new", b"k2": b"t2-new"}
 
@@ -74,3 +74,12 @@ def test_a_batch_without_table_writes_sends_only_its_outputs() -> None:
     _apply(sender, data, Step(outputs=[("dead-letter", b"x", b"raw")], writes={}, tally=Counter()))
     assert sender.sent == [[("dead-letter", b"x", b"raw")]]
     assert data == {}
+
+
+def test_a_rebalance_during_the_sends_leaves_the_table_to_the_restore() -> None:
+    # The group rebalanced while the batch was sent: the table may have been restored from
+    # the changelog meanwhile, and the batch will be fetched and done again.
+    sender, data = RecordingSender(), {b"k1": b"t1-restored"}
+    assert not _apply(sender, data, current=False)
+    assert len(sender.sent) == 2
+    assert data == {b"k1": b"t1-restored"}
