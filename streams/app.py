@@ -16,9 +16,9 @@ concurrency 1 and works in batches (``Stream.noack_take``): it computes a batch 
 the table (:func:`hold_step`, :func:`detect_step`: plain functions), sends every output
 and waits for the broker's acknowledgements (its own :class:`~streams.sender.BatchSender`),
 then sends the table's changelog records the same way, and only then updates the table in
-memory and acks the batch's events (:func:`apply_step`, :func:`process_batches`) — so
+memory and commits the batch's offsets (:func:`apply_step`, :func:`process_batches`) — so
 neither a table's changelog nor a committed offset is ever ahead of the outputs it stands
-for. Events fetched before a rebalance are dropped unacked and fetched again in order.
+for. Events fetched before a rebalance are dropped uncommitted and fetched again in order.
 After a crash the batch is replayed from the last committed offset; the ledger skips
 events it already applied (``seq``), the detector re-emits the opening change of a
 replayed observation (KIP-557), and every output has a deterministic id or key.
@@ -64,7 +64,11 @@ M = TypeVar("M", bound=BaseModel)
 def _raw_topic(app: faust.App, name: str) -> faust.TopicT:
     # Raw bytes in and out: pydantic parses (and rejects into the dead-letter topic),
     # and keys hash exactly like our producers' keys (co-partitioned tables).
-    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    # acks=False: the agents commit these topics' offsets themselves (process_batches);
+    # Faust acks (so commits) messages it *skips* while a rebalance is under way, and its
+    # rebalance commit then committed events nobody had processed (the kill test lost a
+    # booking event that way).
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", acks=False)
 
 
 def _dead_letter(stage: str, event: EventT[bytes], error: str) -> tuple[bytes, bytes]:
@@ -239,8 +243,9 @@ async def process_batches(
     """An agent's loop: batches of events (``Stream.noack_take``) → ``step_of`` against
     ``table`` → :func:`apply_step` → ack.
 
-    Events are acked here, and only those whose batch was applied. Events fetched before
-    the latest rebalance (Faust's ``generation_id``) are dropped unacked: Faust does not
+    Offsets are committed here, after each applied batch (the source topics are declared
+    ``acks=False``, so Faust commits nothing of them itself). Events fetched before
+    the latest rebalance (Faust's ``generation_id``) are dropped uncommitted: Faust does not
     clear a take buffer on a rebalance, and after it has restored the table and sought
     the partitions back to their committed offsets, processing such leftovers would apply
     them to the restored table ahead of the older events being fetched again — out of
@@ -249,7 +254,7 @@ async def process_batches(
     """
     stream = cast(faust.Stream[bytes], events)
     async for taken in stream.noack_take(batch_size, within_s):
-        await _process_batch(app, stream, cast(Sequence[EventT[bytes]], taken), table, step_of, out, stats)
+        await _process_batch(app, cast(Sequence[EventT[bytes]], taken), table, step_of, out, stats)
         # No reference to a dropped (unacked) event may outlive its batch: Faust's
         # rebalance waits until every tracked message was acked or garbage-collected.
         del taken
@@ -257,7 +262,6 @@ async def process_batches(
 
 async def _process_batch(
     app: faust.App,
-    stream: faust.Stream[bytes],
     taken: Sequence[EventT[bytes]],
     table: TableT[bytes, bytes],
     step_of: Callable[[Sequence[EventT[bytes]], Callable[[bytes], bytes | None]], Step],
@@ -274,8 +278,14 @@ async def _process_batch(
     if not await apply_step(out, table, step, current=lambda: app.consumer_generation_id == generation):
         log.info("rebalanced during a batch of %d events: it is done again", len(batch))
         return
+    # The next offset to read per partition, committed only now that the batch's outputs
+    # and table writes are acknowledged, and only while the partitions are still ours.
+    offsets: dict[Any, int] = {}
     for event in batch:
-        await stream.ack(event)
+        message = event.message
+        offsets[message.tp] = max(offsets.get(message.tp, 0), message.offset + 1)
+    if app.consumer_generation_id == generation:
+        await cast(Any, app.consumer)._commit(offsets)  # Faust's commit path, minus its ack bookkeeping
     stats.add(step.tally)
 
 
