@@ -204,11 +204,13 @@ async def apply_step(
     between the two, the same; after the second, the replay meets the new table (the
     ledger skips applied ``seq``, the detector re-emits opening changes, KIP-557).
 
-    ``current()`` is asked right before the table is touched: False means the group
-    rebalanced while the batch was sent, so the table may have been restored from its
-    changelog meanwhile, and the batch's events will be fetched again from the committed
-    offset. The table is then left alone and False returned: the batch is done again,
-    against the restored table, with the same outputs.
+    ``current()`` is asked before the changelog is sent and before the table is touched:
+    False means the group rebalanced while the batch was sent, so the partitions may have
+    another owner and the table may have been restored from its changelog meanwhile; the
+    batch's events will be fetched again from the committed offset. The changelog and the
+    table are then left alone (a late changelog record from a former owner could land
+    after the new owner's) and False returned: the batch is done again, against the
+    restored table, with the same outputs.
 
     Not ``table[key] = value``: that queues the changelog record in Faust's producer
     buffer, which Faust's commit does not reliably drain — its flush gives up when the
@@ -219,6 +221,8 @@ async def apply_step(
     key), and recovery reads them like any other.
     """
     await out.send_all(step.outputs)
+    if not current():
+        return False
     if step.writes:
         changelog = table.changelog_topic.get_topic_name()
         await out.send_all((changelog, key, value) for key, value in step.writes.items())

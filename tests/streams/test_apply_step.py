@@ -76,10 +76,19 @@ def test_a_batch_without_table_writes_sends_only_its_outputs() -> None:
     assert data == {}
 
 
-def test_a_rebalance_during_the_sends_leaves_the_table_to_the_restore() -> None:
-    # The group rebalanced while the batch was sent: the table may have been restored from
-    # the changelog meanwhile, and the batch will be fetched and done again.
+def test_a_rebalance_during_the_sends_leaves_changelog_and_table_alone() -> None:
+    # The group rebalanced while the outputs were sent: another owner may be restoring the
+    # table from the changelog, and the batch will be fetched and done again.
     sender, data = RecordingSender(), {b"k1": b"t1-restored"}
     assert not _apply(sender, data, current=False)
+    assert sender.sent == [STEP.outputs]
+    assert data == {b"k1": b"t1-restored"}
+
+
+def test_a_rebalance_after_the_changelog_was_sent_leaves_the_table_alone() -> None:
+    answers = iter([True, False])
+    sender, data = RecordingSender(), {b"k1": b"t1-restored"}
+    done = asyncio.run(apply_step(cast(BatchSender, sender), _table(data), STEP, current=lambda: next(answers)))
+    assert not done
     assert len(sender.sent) == 2
     assert data == {b"k1": b"t1-restored"}
