@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -23,12 +24,18 @@ def existing_topics(bootstrap_servers: str) -> dict[str, int]:
         admin.close()
 
 
+#: Seconds :func:`ensure_topics` waits for created topics to appear in the metadata.
+CREATE_VISIBLE_S = 30.0
+
+
 def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec] | None = None) -> list[str]:
     """Create each missing topic of ``specs`` (default: all declared, default prefix);
     returns the names created.
 
-    Idempotent. Raises :class:`TopicError` when a topic exists with another partition
-    count (consumers rely on key -> partition staying put) or the broker refuses.
+    Idempotent; returns once the created topics show in the broker's metadata. Raises
+    :class:`TopicError` when a topic exists with another partition count (consumers rely
+    on key -> partition staying put), the broker refuses, or created topics stay
+    invisible for :data:`CREATE_VISIBLE_S` seconds.
     """
     specs = list(Topics().specs() if specs is None else specs)
     have = existing_topics(bootstrap_servers)
@@ -55,6 +62,15 @@ def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec] | None = No
             raise TopicError(f"creating topics failed: {exc}") from exc
     finally:
         admin.close()
+    # CreateTopics returns once the controller has them; the broker's metadata, which
+    # producers check, catches up a moment later (seen under load: a topic reported
+    # missing right after its creation). Return only once every topic is visible.
+    names = {s.name for s in missing}
+    deadline = time.monotonic() + CREATE_VISIBLE_S
+    while not names <= existing_topics(bootstrap_servers).keys():
+        if time.monotonic() > deadline:
+            raise TopicError(f"created topics not visible after {CREATE_VISIBLE_S:.0f} s: {', '.join(sorted(names))}")
+        time.sleep(0.1)
     return [s.name for s in missing]
 
 
