@@ -245,7 +245,7 @@ async def process_batches(
     stats: _Stats,
 ) -> None:
     """An agent's loop: batches of events (``Stream.noack_take``) → ``step_of`` against
-    ``table`` → :func:`apply_step` → ack.
+    ``table`` → :func:`apply_step` → offset commit.
 
     Offsets are committed here, after each applied batch (the source topics are declared
     ``acks=False``, so Faust commits nothing of them itself). Events fetched before
@@ -259,9 +259,6 @@ async def process_batches(
     stream = cast(faust.Stream[bytes], events)
     async for taken in stream.noack_take(batch_size, within_s):
         await _process_batch(app, cast(Sequence[EventT[bytes]], taken), table, step_of, out, stats)
-        # No reference to a dropped (unacked) event may outlive its batch: Faust's
-        # rebalance waits until every tracked message was acked or garbage-collected.
-        del taken
 
 
 async def _process_batch(
