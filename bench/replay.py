@@ -64,24 +64,24 @@ def _py_spy() -> str | None:
     return shutil.which("py-spy", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 
 
-def _spy(pid: int, name: str) -> tuple[subprocess.Popen[bytes], Path]:
+def _spy(pid: int, name: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
     """py-spy sampling process ``pid`` at 50 Hz into ``results/<name>.speedscope.json``;
     its messages go to ``results/<name>.py-spy.log``."""
     out = RESULTS / f"{name}.speedscope.json"
     out.unlink(missing_ok=True)
     cmd = [str(_py_spy()), "record", "--pid", str(pid), "--format", "speedscope", "--output", str(out)]
-    with (RESULTS / f"{name}.py-spy.log").open("wb") as log:
-        spy = subprocess.Popen([*cmd, "--rate", "50", "--nonblocking"], stdout=log, stderr=subprocess.STDOUT)
-    return spy, out
+    log = RESULTS / f"{name}.py-spy.log"
+    with log.open("wb") as f:
+        spy = subprocess.Popen([*cmd, "--rate", "50", "--nonblocking"], stdout=f, stderr=subprocess.STDOUT)
+    return spy, out, log
 
 
-def _stop_spy(spy: subprocess.Popen[bytes], out: Path) -> None:
+def _stop_spy(spy: subprocess.Popen[bytes], out: Path, log: Path) -> None:
     spy.terminate()
     spy.wait(timeout=60)
     if not out.exists():
         # py-spy reads the target's memory (ptrace): refused in some sandboxes and
         # containers. Say so rather than leave the profile silently missing.
-        log = out.with_name(out.name.replace(".speedscope.json", ".py-spy.log"))
         first = log.read_text(errors="replace").strip().splitlines()[:1] if log.exists() else []
         print(f"no profile {out.name}: py-spy {first[0] if first else 'wrote nothing'} (see {log})", flush=True)
 
@@ -93,7 +93,7 @@ def replay_once(base: Settings, profile: bool) -> tuple[Settings, dict[str, Any]
     ensure_topics(s.kafka.bootstrap_servers, s.kafka.topics.specs())
     log_dir = RESULTS / "logs" / s.postgres.db_schema
     pipeline = Pipeline(s, log_dir=log_dir)
-    spies: list[tuple[subprocess.Popen[bytes], Path]] = []
+    spies: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
     try:
         sink = pipeline.start("sink")
         workers = pipeline.start("stream")
@@ -123,8 +123,8 @@ def replay_once(base: Settings, profile: bool) -> tuple[Settings, dict[str, Any]
             )
         ]
     finally:
-        for spy, out in spies:
-            _stop_spy(spy, out)
+        for spy in spies:
+            _stop_spy(*spy)
         pipeline.stop()
     rows = table_counts(s)
     elapsed = done - started
