@@ -18,7 +18,9 @@ and waits for the broker's acknowledgements (its own :class:`~streams.sender.Bat
 then sends the table's changelog records the same way, and only then updates the table in
 memory and commits the batch's offsets (:func:`apply_step`, :func:`process_batches`) — so
 neither a table's changelog nor a committed offset is ever ahead of the outputs it stands
-for. Events fetched before a rebalance are dropped uncommitted and fetched again in order.
+for. Events fetched before a rebalance are dropped uncommitted and fetched again in order,
+and each partition's records are applied only in offset order from the committed offset,
+without holes (:class:`~streams.offsets.OffsetGuard`).
 After a crash the batch is replayed from the last committed offset; the ledger skips
 events it already applied (``seq``), the detector re-emits the opening change of a
 replayed observation (KIP-557), and every output has a deterministic id or key.
@@ -52,6 +54,7 @@ from slotstream.contract import (
 from slotstream.settings import Settings
 from streams.detect import Tracker, detect_batch
 from streams.ledger import Ledger, apply_batch
+from streams.offsets import OffsetGuard, first_offset_at
 from streams.sender import BatchSender, Output, partitioner
 
 __all__ = ["Step", "apply_step", "build_app", "detect_step", "hold_step", "main", "process_batches"]
@@ -243,6 +246,7 @@ async def process_batches(
     step_of: Callable[[Sequence[EventT[bytes]], Callable[[bytes], bytes | None]], Step],
     out: BatchSender,
     stats: _Stats,
+    guard: OffsetGuard[Any],
 ) -> None:
     """An agent's loop: batches of events (``Stream.noack_take``) → ``step_of`` against
     ``table`` → :func:`apply_step` → offset commit.
@@ -254,11 +258,13 @@ async def process_batches(
     the partitions back to their committed offsets, processing such leftovers would apply
     them to the restored table ahead of the older events being fetched again — out of
     order, so a change would be computed against the wrong state (the kill test caught
-    it). They are fetched again, in order.
+    it). They are fetched again, in order. Of the rest, ``guard`` admits each partition's
+    records only in offset order from the committed offset on, without holes
+    (:mod:`streams.offsets`: Faust can drop records fetched again after a rebalance).
     """
     stream = cast(faust.Stream[bytes], events)
     async for taken in stream.noack_take(batch_size, within_s):
-        await _process_batch(app, cast(Sequence[EventT[bytes]], taken), table, step_of, out, stats)
+        await _process_batch(app, cast(Sequence[EventT[bytes]], taken), table, step_of, out, stats, guard)
 
 
 async def _process_batch(
@@ -268,11 +274,16 @@ async def _process_batch(
     step_of: Callable[[Sequence[EventT[bytes]], Callable[[bytes], bytes | None]], Step],
     out: BatchSender,
     stats: _Stats,
+    guard: OffsetGuard[Any],
 ) -> None:
     generation = app.consumer_generation_id
     batch = [e for e in taken if e.message.generation_id == generation]
     if len(batch) < len(taken):
         log.info("dropped %d events fetched before a rebalance (fetched again)", len(taken) - len(batch))
+    admission = await guard.admit(generation, [(e.message.tp, e.message.offset) for e in batch])
+    if len(admission.admitted) < len(batch):
+        log.info("not applied (offset order): %s", dict(admission.tally - Counter(admitted=len(admission.admitted))))
+        batch = [batch[i] for i in admission.admitted]
     if not batch:
         return
     step = step_of(batch, table.get)
@@ -281,12 +292,8 @@ async def _process_batch(
         return
     # The next offset to read per partition, committed only now that the batch's outputs
     # and table writes are acknowledged, and only while the partitions are still ours.
-    offsets: dict[Any, int] = {}
-    for event in batch:
-        message = event.message
-        offsets[message.tp] = max(offsets.get(message.tp, 0), message.offset + 1)
     if app.consumer_generation_id == generation:
-        await cast(Any, app.consumer)._commit(offsets)  # Faust's commit path, minus its ack bookkeeping
+        await cast(Any, app.consumer)._commit(admission.next_offsets)  # Faust's commit path, minus its ack bookkeeping
     stats.add(step.tally)
 
 
@@ -347,6 +354,23 @@ def build_app(settings: Settings) -> faust.App:
         # Faust's producer writes only the table changelogs.
         return BatchSender(settings.kafka.bootstrap_servers, client_id=f"{stream.app_id}-{stream.instance}-{agent}")
 
+    def committed(tp: Any) -> int | None:
+        # Set by Faust's perform_seek, which every rebalance runs before the flow resumes.
+        # None: nothing committed (Faust also stores 0 as None); the first record starts.
+        offset: int | None = cast(Any, app.consumer)._committed_offset.get(tp)
+        return offset if offset is not None and offset >= 0 else None
+
+    async def probe(tp: Any, offset: int) -> int | None:
+        return await first_offset_at(settings.kafka.bootstrap_servers, tp.topic, tp.partition, offset, timeout_s=5.0)
+
+    async def seek(tp: Any, offset: int) -> None:
+        consumer = cast(Any, app.consumer)
+        try:
+            if tp in consumer.assignment():
+                await consumer.seek_wait({tp: offset})  # in the consumer's thread; resets Faust's read offset
+        except Exception:  # a rebalance took it meanwhile: the next generation starts over anyway
+            log.warning("could not seek %s to %d", tp, offset, exc_info=True)
+
     hold_stats = _Stats("hold_rooms")
 
     @app.agent(booking_events_topic, concurrency=1)
@@ -361,6 +385,7 @@ def build_app(settings: Settings) -> faust.App:
                 lambda batch, get: hold_step(batch, get, settings),
                 out,
                 hold_stats,
+                OffsetGuard(committed, probe, seek),
             )
 
     detect_stats = _Stats("detect_changes")
@@ -377,6 +402,7 @@ def build_app(settings: Settings) -> faust.App:
                 lambda batch, get: detect_step(batch, get, settings),
                 out,
                 detect_stats,
+                OffsetGuard(committed, probe, seek),
             )
 
     return app
