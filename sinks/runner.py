@@ -2,7 +2,9 @@
 
 Consumes the five output topics of the pipeline (changes, current, booking events,
 booking counts, dead letters) in one consumer group, without auto-commit, reading only
-committed transactions (``read_committed``: the stream worker writes transactionally).
+committed transactions (``read_committed``: the stream worker does not write
+transactionally, but another producer of these topics may, and its aborted records must
+not reach the database).
 Each ``getmany`` batch is parsed with :func:`slotstream.contract.parse` and written in one
 database transaction; only after that transaction committed are the batch's offsets
 committed to Kafka. A crash in between redelivers records the database already has,
