@@ -8,7 +8,10 @@ offset*, which every delivered record moves forward; a record fetched from the o
 position and handed over after the seek moves it past records that are then fetched
 again and silently dropped (``Consumer._drain_messages``: "DROPPED MESSAGE"). The kill
 test met the result: the detector saw a night's observation ``seq 16501`` without ever
-seeing ``16500`` before it, so the change it emitted was off by one room, for good.
+seeing ``16500`` before it, so the change it emitted was off by one room, for good. With
+this guard in place, kill runs logged what Faust delivered right after a rebalance:
+observations from offset 3,252 while 1,210 was committed, booking events from 10,551
+while 10,512 was.
 
 :class:`OffsetGuard` checks what Faust delivers against what was committed: per
 partition, the next record admitted must be the one at the next offset. A record below
