@@ -371,39 +371,37 @@ def build_app(settings: Settings) -> faust.App:
         except Exception:  # a rebalance took it meanwhile: the next generation starts over anyway
             log.warning("could not seek %s to %d", tp, offset, exc_info=True)
 
-    hold_stats = _Stats("hold_rooms")
-
-    @app.agent(booking_events_topic, concurrency=1)
-    async def hold_rooms(events: faust.StreamT[bytes]) -> None:
-        async with sender("hold_rooms") as out:
+    async def run(
+        agent: str,
+        events: faust.StreamT[bytes],
+        table: TableT[bytes, bytes],
+        step: Callable[[Sequence[EventT[bytes]], Callable[[bytes], bytes | None], Settings], Step],
+        stats: _Stats,
+    ) -> None:
+        async with sender(agent) as out:
             await process_batches(
                 app,
                 events,
                 stream.batch_size,
                 stream.batch_within_s,
-                ledger_by_resource,
-                lambda batch, get: hold_step(batch, get, settings),
+                table,
+                lambda batch, get: step(batch, get, settings),
                 out,
-                hold_stats,
+                stats,
                 OffsetGuard(committed, probe, seek),
             )
+
+    hold_stats = _Stats("hold_rooms")
+
+    @app.agent(booking_events_topic, concurrency=1)
+    async def hold_rooms(events: faust.StreamT[bytes]) -> None:
+        await run("hold_rooms", events, ledger_by_resource, hold_step, hold_stats)
 
     detect_stats = _Stats("detect_changes")
 
     @app.agent(observations_topic, concurrency=1)
     async def detect_changes(events: faust.StreamT[bytes]) -> None:
-        async with sender("detect_changes") as out:
-            await process_batches(
-                app,
-                events,
-                stream.batch_size,
-                stream.batch_within_s,
-                tracker_by_slot,
-                lambda batch, get: detect_step(batch, get, settings),
-                out,
-                detect_stats,
-                OffsetGuard(committed, probe, seek),
-            )
+        await run("detect_changes", events, tracker_by_slot, detect_step, detect_stats)
 
     return app
 

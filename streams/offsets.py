@@ -139,6 +139,9 @@ class OffsetGuard(Generic[TP]):
     guard knows is reset whenever the consumer generation changes (another worker may have
     committed meanwhile). A partition sought back is not sought again for ``reseek_after_s``
     seconds: the records fetched before the seek still arrive meanwhile, above the hole.
+    Then it is sought again (without a second probe) if the hole is still there: Faust's
+    fetch loop can deliver records of the partition fetched before the seek after it, and
+    drop the ones fetched again (kill runs needed up to three seeks, ~1 s apart).
     """
 
     def __init__(
@@ -146,7 +149,7 @@ class OffsetGuard(Generic[TP]):
         committed: Callable[[TP], int | None],
         probe: Probe[TP],
         seek: Seek[TP],
-        reseek_after_s: float = 2.0,
+        reseek_after_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._committed = committed
@@ -191,9 +194,12 @@ class OffsetGuard(Generic[TP]):
         """Deal with the hole [missing, seen) of ``tp``; True if (some of) it holds no
         record, now known (the batch is then admitted again)."""
         sought = self._sought.get(tp)
-        if sought is not None and sought[0] == missing and self._clock() - sought[1] < self._reseek_after_s:
-            return False  # already fetching it again; these are records fetched before
-        first = await self._probe(tp, missing)
+        if sought is not None and sought[0] == missing:
+            if self._clock() - sought[1] < self._reseek_after_s:
+                return False  # already fetching it again; these are records fetched before
+            first: int | None = missing  # probed already: the record is there
+        else:
+            first = await self._probe(tp, missing)
         if first is not None and missing < first <= seen:
             log.info("%s: offsets %d..%d hold no record (markers, deleted): moving past", tp, missing, first - 1)
             self.tally["hole_skipped"] += 1

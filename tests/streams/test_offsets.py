@@ -80,7 +80,7 @@ class FakeBroker:
         async def seek(tp: Hashable, offset: int) -> None:
             self.seeks.append((tp, offset))
 
-        return OffsetGuard(self.committed.get, probe, seek, reseek_after_s=2.0, clock=lambda: self.now)
+        return OffsetGuard(self.committed.get, probe, seek, reseek_after_s=1.0, clock=lambda: self.now)
 
 
 def _admitted(guard: OffsetGuard[Hashable], generation: int, records: list[tuple[Hashable, int]]) -> list[int]:
@@ -96,12 +96,17 @@ def test_a_lost_record_is_fetched_again_once_and_then_admitted_in_order() -> Non
     # Records fetched before the seek still arrive: dropped, no second seek yet.
     assert _admitted(guard, 1, [("a", 14)]) == []
     assert broker.seeks == [("a", 11)]
+    # Still a hole after the re-seek delay (the fetch loop dropped 11 again): sought again,
+    # not probed again.
+    broker.now = 1.5
+    assert _admitted(guard, 1, [("a", 13)]) == []
+    assert broker.seeks == [("a", 11), ("a", 11)] and broker.probes == [("a", 11)]
     # Fetched again from 11 (with what was delivered already, as duplicates).
     assert _admitted(guard, 1, [("a", 10), ("a", 11), ("a", 12), ("a", 13), ("a", 14)]) == [11, 12, 13, 14]
     # Still missing after the re-seek delay: sought again.
     broker.now = 5.0
     assert _admitted(guard, 1, [("a", 16)]) == []
-    assert broker.seeks == [("a", 11), ("a", 15)]
+    assert broker.seeks == [("a", 11), ("a", 11), ("a", 15)]
 
 
 def test_a_hole_without_records_is_moved_past_without_a_seek() -> None:
