@@ -363,13 +363,17 @@ def build_app(settings: Settings) -> faust.App:
     async def probe(tp: Any, offset: int) -> int | None:
         return await first_offset_at(settings.kafka.bootstrap_servers, tp.topic, tp.partition, offset, timeout_s=5.0)
 
-    async def seek(tp: Any, offset: int) -> None:
+    async def seek(tp: Any, offset: int) -> int | None:
         consumer = cast(Any, app.consumer)
         try:
-            if tp in consumer.assignment():
-                await consumer.seek_wait({tp: offset})  # in the consumer's thread; resets Faust's read offset
+            if tp not in consumer.assignment():
+                return None
+            position: int | None = await consumer.position(tp)  # what was fetched so far ends below
+            await consumer.seek_wait({tp: offset})  # in the consumer's thread; resets Faust's read offset
+            return position
         except Exception:  # a rebalance took it meanwhile: the next generation starts over anyway
             log.warning("could not seek %s to %d", tp, offset, exc_info=True)
+            return None
 
     async def run(
         agent: str,

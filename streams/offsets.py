@@ -127,7 +127,7 @@ async def first_offset_at(
 
 
 Probe = Callable[[TP, int], Awaitable[int | None]]
-Seek = Callable[[TP, int], Awaitable[None]]
+Seek = Callable[[TP, int], Awaitable[int | None]]
 
 
 class OffsetGuard(Generic[TP]):
@@ -135,13 +135,15 @@ class OffsetGuard(Generic[TP]):
 
     ``committed(tp)``: the partition's committed offset as of the current generation (None
     if nothing is committed); ``probe(tp, offset)``: :func:`first_offset_at` for the
-    partition; ``seek(tp, offset)``: fetch the partition again from ``offset``. What the
-    guard knows is reset whenever the consumer generation changes (another worker may have
-    committed meanwhile). A partition sought back is not sought again for ``reseek_after_s``
-    seconds: the records fetched before the seek still arrive meanwhile, above the hole.
-    Then it is sought again (without a second probe) if the hole is still there: Faust's
-    fetch loop can deliver records of the partition fetched before the seek after it, and
-    drop the ones fetched again (kill runs needed up to three seeks, ~1 s apart).
+    partition; ``seek(tp, offset)``: fetch the partition again from ``offset``, returning the
+    fetch position it replaced (None if unknown). What the guard knows is reset whenever
+    the consumer generation changes (another worker may have committed meanwhile).
+
+    After a seek, records fetched before it keep arriving for a while (Faust's stream
+    buffer holds thousands): all of them lie below the replaced position, so a hole seen
+    there is not sought again. A hole at or above it was fetched after the seek — Faust's
+    fetch loop dropped the records fetched again — and is sought again (without another
+    probe); so is one still there ``reseek_after_s`` seconds after the seek.
     """
 
     def __init__(
@@ -149,7 +151,7 @@ class OffsetGuard(Generic[TP]):
         committed: Callable[[TP], int | None],
         probe: Probe[TP],
         seek: Seek[TP],
-        reseek_after_s: float = 1.0,
+        reseek_after_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._committed = committed
@@ -159,7 +161,7 @@ class OffsetGuard(Generic[TP]):
         self._clock = clock
         self._generation: object = None
         self._next: dict[TP, int] = {}
-        self._sought: dict[TP, tuple[int, float]] = {}
+        self._sought: dict[TP, tuple[int, int | None, float]] = {}  # missing, replaced position, when
         self._empty: dict[TP, dict[int, int]] = {}
         self.tally: Counter[str] = Counter()
 
@@ -195,8 +197,9 @@ class OffsetGuard(Generic[TP]):
         record, now known (the batch is then admitted again)."""
         sought = self._sought.get(tp)
         if sought is not None and sought[0] == missing:
-            if self._clock() - sought[1] < self._reseek_after_s:
-                return False  # already fetching it again; these are records fetched before
+            _, position, when = sought
+            if (position is None or seen < position) and self._clock() - when < self._reseek_after_s:
+                return False  # records fetched before the seek; the refetched ones follow
             first: int | None = missing  # probed already: the record is there
         else:
             first = await self._probe(tp, missing)
@@ -207,6 +210,5 @@ class OffsetGuard(Generic[TP]):
             return True
         log.warning("%s: offset %d was not delivered before offset %d: fetching again from there", tp, missing, seen)
         self.tally["hole_refetched"] += 1
-        self._sought[tp] = (missing, self._clock())
-        await self._seek(tp, missing)
+        self._sought[tp] = (missing, await self._seek(tp, missing), self._clock())
         return False

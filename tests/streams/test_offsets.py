@@ -61,11 +61,13 @@ def test_duplicates_are_dropped_and_a_hole_stops_the_partition() -> None:
 
 
 class FakeBroker:
-    """The guard's three broker calls over a log whose offsets ``gaps`` hold no record."""
+    """The guard's three broker calls over a log whose offsets ``gaps`` hold no record;
+    ``position`` is the fetch position a seek replaces."""
 
     def __init__(self, committed: dict[Hashable, int], gaps: frozenset[int] = frozenset()) -> None:
         self.committed = committed
         self.gaps = gaps
+        self.position: int | None = None
         self.probes: list[tuple[Hashable, int]] = []
         self.seeks: list[tuple[Hashable, int]] = []
         self.now = 0.0
@@ -77,10 +79,11 @@ class FakeBroker:
                 offset += 1
             return offset
 
-        async def seek(tp: Hashable, offset: int) -> None:
+        async def seek(tp: Hashable, offset: int) -> int | None:
             self.seeks.append((tp, offset))
+            return self.position
 
-        return OffsetGuard(self.committed.get, probe, seek, reseek_after_s=1.0, clock=lambda: self.now)
+        return OffsetGuard(self.committed.get, probe, seek, reseek_after_s=10.0, clock=lambda: self.now)
 
 
 def _admitted(guard: OffsetGuard[Hashable], generation: int, records: list[tuple[Hashable, int]]) -> list[int]:
@@ -88,25 +91,37 @@ def _admitted(guard: OffsetGuard[Hashable], generation: int, records: list[tuple
     return [records[i][1] for i in result.admitted]
 
 
-def test_a_lost_record_is_fetched_again_once_and_then_admitted_in_order() -> None:
+def test_a_lost_record_is_fetched_again_and_then_admitted_in_order() -> None:
     broker = FakeBroker({"a": 10})
     guard = broker.guard()
+    broker.position = 20  # records up to 19 had been fetched when the guard sought back
     assert _admitted(guard, 1, [("a", 10), ("a", 12), ("a", 13)]) == [10]
+    assert broker.seeks == [("a", 11)] and broker.probes == [("a", 11)]
+    # Records fetched before the seek (below 20) still arrive: dropped, not sought again.
+    assert _admitted(guard, 1, [("a", 14), ("a", 19)]) == []
     assert broker.seeks == [("a", 11)]
-    # Records fetched before the seek still arrive: dropped, no second seek yet.
-    assert _admitted(guard, 1, [("a", 14)]) == []
-    assert broker.seeks == [("a", 11)]
-    # Still a hole after the re-seek delay (the fetch loop dropped 11 again): sought again,
-    # not probed again.
-    broker.now = 1.5
-    assert _admitted(guard, 1, [("a", 13)]) == []
+    # One from 20 on was fetched after the seek, so the fetch loop dropped 11 again:
+    # sought again, without another probe.
+    broker.position = 22
+    assert _admitted(guard, 1, [("a", 20), ("a", 21)]) == []
     assert broker.seeks == [("a", 11), ("a", 11)] and broker.probes == [("a", 11)]
     # Fetched again from 11 (with what was delivered already, as duplicates).
     assert _admitted(guard, 1, [("a", 10), ("a", 11), ("a", 12), ("a", 13), ("a", 14)]) == [11, 12, 13, 14]
-    # Still missing after the re-seek delay: sought again.
-    broker.now = 5.0
+    # A new hole is probed and sought on its own.
     assert _admitted(guard, 1, [("a", 16)]) == []
-    assert broker.seeks == [("a", 11), ("a", 11), ("a", 15)]
+    assert broker.seeks == [("a", 11), ("a", 11), ("a", 15)] and broker.probes == [("a", 11), ("a", 15)]
+
+
+def test_a_hole_still_there_after_the_delay_is_sought_again() -> None:
+    broker = FakeBroker({"a": 10})  # the seek cannot tell the position it replaced
+    guard = broker.guard()
+    assert _admitted(guard, 1, [("a", 12)]) == []
+    broker.now = 9.0
+    assert _admitted(guard, 1, [("a", 13)]) == []
+    assert broker.seeks == [("a", 10)]
+    broker.now = 10.5
+    assert _admitted(guard, 1, [("a", 14)]) == []
+    assert broker.seeks == [("a", 10), ("a", 10)] and broker.probes == [("a", 10)]
 
 
 def test_a_hole_without_records_is_moved_past_without_a_seek() -> None:
