@@ -293,7 +293,10 @@ async def _process_batch(
     # The next offset to read per partition, committed only now that the batch's outputs
     # and table writes are acknowledged, and only while the partitions are still ours.
     if app.consumer_generation_id == generation:
-        await cast(Any, app.consumer)._commit(admission.next_offsets)  # Faust's commit path, minus its ack bookkeeping
+        consumer = cast(Any, app.consumer)
+        if await consumer._commit(admission.next_offsets):  # Faust's commit path, minus its ack bookkeeping
+            # As Faust's own commit does: a restarted agent's guard starts from here.
+            consumer._committed_offset.update(admission.next_offsets)
     stats.add(step.tally)
 
 
@@ -355,25 +358,23 @@ def build_app(settings: Settings) -> faust.App:
         return BatchSender(settings.kafka.bootstrap_servers, client_id=f"{stream.app_id}-{stream.instance}-{agent}")
 
     def committed(tp: Any) -> int | None:
-        # Set by Faust's perform_seek, which every rebalance runs before the flow resumes.
-        # None: nothing committed (Faust also stores 0 as None); the first record starts.
+        # Set by Faust's perform_seek, which every rebalance runs before the flow resumes, and
+        # after each of our commits (process_batches). None: nothing committed (Faust also
+        # stores 0 as None); the guard then starts at the log's first record.
         offset: int | None = cast(Any, app.consumer)._committed_offset.get(tp)
         return offset if offset is not None and offset >= 0 else None
 
     async def probe(tp: Any, offset: int) -> int | None:
         return await first_offset_at(settings.kafka.bootstrap_servers, tp.topic, tp.partition, offset, timeout_s=5.0)
 
-    async def seek(tp: Any, offset: int) -> int | None:
+    async def seek(tp: Any, offset: int, generation: object) -> None:
         consumer = cast(Any, app.consumer)
         try:
-            if tp not in consumer.assignment():
-                return None
-            position: int | None = await consumer.position(tp)  # what was fetched so far ends below
-            await consumer.seek_wait({tp: offset})  # in the consumer's thread; resets Faust's read offset
-            return position
+            # Not after a rebalance: the new generation starts from its committed offsets.
+            if app.consumer_generation_id == generation and tp in consumer.assignment():
+                await consumer.seek_wait({tp: offset})  # in the consumer's thread; resets Faust's read offset
         except Exception:  # a rebalance took it meanwhile: the next generation starts over anyway
             log.warning("could not seek %s to %d", tp, offset, exc_info=True)
-            return None
 
     async def run(
         agent: str,

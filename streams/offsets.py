@@ -27,8 +27,8 @@ the first record at or after the missing one), not guessed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -127,23 +127,26 @@ async def first_offset_at(
 
 
 Probe = Callable[[TP, int], Awaitable[int | None]]
-Seek = Callable[[TP, int], Awaitable[int | None]]
+Seek = Callable[[TP, int, object], Awaitable[None]]
 
 
 class OffsetGuard(Generic[TP]):
     """:func:`admit` across batches, with the broker calls a hole needs.
 
-    ``committed(tp)``: the partition's committed offset as of the current generation (None
-    if nothing is committed); ``probe(tp, offset)``: :func:`first_offset_at` for the
-    partition; ``seek(tp, offset)``: fetch the partition again from ``offset``, returning the
-    fetch position it replaced (None if unknown). What the guard knows is reset whenever
-    the consumer generation changes (another worker may have committed meanwhile).
+    ``committed(tp)``: the partition's committed offset as of now (None if nothing is
+    committed); ``probe(tp, offset)``: :func:`first_offset_at` for the partition (errors
+    count as "unknown"); ``seek(tp, offset, generation)``: fetch the partition again from
+    ``offset`` if the consumer is still in ``generation``. What the guard knows is reset
+    whenever the consumer generation changes (another worker may have committed meanwhile).
 
-    After a seek, records fetched before it keep arriving for a while (Faust's stream
-    buffer holds thousands): all of them lie below the replaced position, so a hole seen
-    there is not sought again. A hole at or above it was fetched after the seek — Faust's
-    fetch loop dropped the records fetched again — and is sought again (without another
-    probe); so is one still there ``reseek_after_s`` seconds after the seek.
+    A partition with nothing committed starts at the first record of its log (``probe`` from
+    offset 0: the consumer's ``auto_offset_reset="earliest"``), not at whatever record
+    happens to arrive first. After a seek, records fetched before it keep arriving for a
+    while (Faust's stream buffer holds thousands) and are dropped; and Faust's fetch loop can
+    still drop the records fetched again (it finishes delivering its current fetch after the
+    seek, moving its read offset past them). So a watcher checks every ``reseek_after_s``
+    seconds whether the hole was filled, and probes and seeks again if not — also when no
+    further record of the partition arrives (the end of a replay).
     """
 
     def __init__(
@@ -151,18 +154,17 @@ class OffsetGuard(Generic[TP]):
         committed: Callable[[TP], int | None],
         probe: Probe[TP],
         seek: Seek[TP],
-        reseek_after_s: float = 10.0,
-        clock: Callable[[], float] = time.monotonic,
+        reseek_after_s: float = 2.0,
     ) -> None:
         self._committed = committed
         self._probe = probe
         self._seek = seek
         self._reseek_after_s = reseek_after_s
-        self._clock = clock
         self._generation: object = None
         self._next: dict[TP, int] = {}
-        self._sought: dict[TP, tuple[int, int | None, float]] = {}  # missing, replaced position, when
+        self._sought: dict[TP, int] = {}  # partition -> the missing offset being fetched again
         self._empty: dict[TP, dict[int, int]] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
         self.tally: Counter[str] = Counter()
 
     async def admit(self, generation: object, records: Sequence[tuple[TP, int]]) -> Admission[TP]:
@@ -174,8 +176,8 @@ class OffsetGuard(Generic[TP]):
         expected: dict[TP, int | None] = {}
         for tp, _ in records:
             if tp not in expected:
-                expected[tp] = self._next[tp] if tp in self._next else self._committed(tp)
-        for _ in range(len(expected) + 1):
+                expected[tp] = self._next[tp] if tp in self._next else await self._start(tp)
+        while True:  # each pass moves past one more empty range, so this ends
             result = admit(records, expected, self._empty)
             skipped = False
             for tp, (missing, seen) in result.holes.items():
@@ -192,17 +194,28 @@ class OffsetGuard(Generic[TP]):
             result.tally,
         )
 
+    async def _start(self, tp: TP) -> int | None:
+        """The committed offset, or the first record of the log when nothing is committed."""
+        committed = self._committed(tp)
+        if committed is not None:
+            return committed
+        first = await self._probe_or_none(tp, 0)
+        log.info("%s: nothing committed; the log starts at offset %s", tp, first)
+        return first
+
+    async def _probe_or_none(self, tp: TP, offset: int) -> int | None:
+        try:
+            return await self._probe(tp, offset)
+        except Exception:  # the broker unreachable: unknown, so the hole is fetched again
+            log.warning("%s: could not probe offset %d", tp, offset, exc_info=True)
+            return None
+
     async def _on_hole(self, tp: TP, missing: int, seen: int) -> bool:
         """Deal with the hole [missing, seen) of ``tp``; True if (some of) it holds no
         record, now known (the batch is then admitted again)."""
-        sought = self._sought.get(tp)
-        if sought is not None and sought[0] == missing:
-            _, position, when = sought
-            if (position is None or seen < position) and self._clock() - when < self._reseek_after_s:
-                return False  # records fetched before the seek; the refetched ones follow
-            first: int | None = missing  # probed already: the record is there
-        else:
-            first = await self._probe(tp, missing)
+        if self._sought.get(tp) == missing:
+            return False  # being fetched again (the watcher retries); these came before
+        first = await self._probe_or_none(tp, missing)
         if first is not None and missing < first <= seen:
             log.info("%s: offsets %d..%d hold no record (markers, deleted): moving past", tp, missing, first - 1)
             self.tally["hole_skipped"] += 1
@@ -210,5 +223,25 @@ class OffsetGuard(Generic[TP]):
             return True
         log.warning("%s: offset %d was not delivered before offset %d: fetching again from there", tp, missing, seen)
         self.tally["hole_refetched"] += 1
-        self._sought[tp] = (missing, await self._seek(tp, missing), self._clock())
+        self._sought[tp] = missing
+        await self._seek(tp, missing, self._generation)
+        watcher = asyncio.create_task(self._watch(tp, missing, self._generation))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
         return False
+
+    async def _watch(self, tp: TP, missing: int, generation: object) -> None:
+        """Until the hole at ``missing`` is filled (or the generation changed): every
+        ``reseek_after_s`` seconds, probe again and seek to the first record there."""
+        while True:
+            await asyncio.sleep(self._reseek_after_s)
+            if self._generation != generation or self._sought.get(tp) != missing or self._next.get(tp) != missing:
+                return
+            first = await self._probe_or_none(tp, missing)
+            target = missing
+            if first is not None and first > missing:  # deleted meanwhile: move past it
+                self._empty.setdefault(tp, {})[missing] = first
+                target = first
+            log.warning("%s: offset %d still missing: fetching again from %d", tp, missing, target)
+            self.tally["hole_refetched"] += 1
+            await self._seek(tp, target, generation)

@@ -61,92 +61,118 @@ def test_duplicates_are_dropped_and_a_hole_stops_the_partition() -> None:
 
 
 class FakeBroker:
-    """The guard's three broker calls over a log whose offsets ``gaps`` hold no record;
-    ``position`` is the fetch position a seek replaces."""
+    """The guard's three broker calls over logs that start at ``log_start`` and whose
+    offsets ``gaps`` hold no record; ``generation`` is the consumer's."""
 
-    def __init__(self, committed: dict[Hashable, int], gaps: frozenset[int] = frozenset()) -> None:
+    def __init__(self, committed: dict[Hashable, int], gaps: frozenset[int] = frozenset(), log_start: int = 0) -> None:
         self.committed = committed
         self.gaps = gaps
-        self.position: int | None = None
+        self.log_start = log_start
+        self.generation: object = 1
         self.probes: list[tuple[Hashable, int]] = []
         self.seeks: list[tuple[Hashable, int]] = []
-        self.now = 0.0
 
-    def guard(self) -> OffsetGuard[Hashable]:
+    def guard(self, reseek_after_s: float = 60.0) -> OffsetGuard[Hashable]:
         async def probe(tp: Hashable, offset: int) -> int | None:
             self.probes.append((tp, offset))
+            offset = max(offset, self.log_start)
             while offset in self.gaps:
                 offset += 1
             return offset
 
-        async def seek(tp: Hashable, offset: int) -> int | None:
-            self.seeks.append((tp, offset))
-            return self.position
+        async def seek(tp: Hashable, offset: int, generation: object) -> None:
+            if generation == self.generation:
+                self.seeks.append((tp, offset))
 
-        return OffsetGuard(self.committed.get, probe, seek, reseek_after_s=10.0, clock=lambda: self.now)
+        return OffsetGuard(self.committed.get, probe, seek, reseek_after_s=reseek_after_s)
 
 
-def _admitted(guard: OffsetGuard[Hashable], generation: int, records: list[tuple[Hashable, int]]) -> list[int]:
-    result = asyncio.run(guard.admit(generation, records))
+async def _admitted(guard: OffsetGuard[Hashable], generation: int, records: list[tuple[Hashable, int]]) -> list[int]:
+    result = await guard.admit(generation, records)
     return [records[i][1] for i in result.admitted]
 
 
 def test_a_lost_record_is_fetched_again_and_then_admitted_in_order() -> None:
-    broker = FakeBroker({"a": 10})
-    guard = broker.guard()
-    broker.position = 20  # records up to 19 had been fetched when the guard sought back
-    assert _admitted(guard, 1, [("a", 10), ("a", 12), ("a", 13)]) == [10]
-    assert broker.seeks == [("a", 11)] and broker.probes == [("a", 11)]
-    # Records fetched before the seek (below 20) still arrive: dropped, not sought again.
-    assert _admitted(guard, 1, [("a", 14), ("a", 19)]) == []
-    assert broker.seeks == [("a", 11)]
-    # One from 20 on was fetched after the seek, so the fetch loop dropped 11 again:
-    # sought again, without another probe.
-    broker.position = 22
-    assert _admitted(guard, 1, [("a", 20), ("a", 21)]) == []
-    assert broker.seeks == [("a", 11), ("a", 11)] and broker.probes == [("a", 11)]
-    # Fetched again from 11 (with what was delivered already, as duplicates).
-    assert _admitted(guard, 1, [("a", 10), ("a", 11), ("a", 12), ("a", 13), ("a", 14)]) == [11, 12, 13, 14]
-    # A new hole is probed and sought on its own.
-    assert _admitted(guard, 1, [("a", 16)]) == []
-    assert broker.seeks == [("a", 11), ("a", 11), ("a", 15)] and broker.probes == [("a", 11), ("a", 15)]
+    async def run() -> None:
+        broker = FakeBroker({"a": 10})
+        guard = broker.guard()
+        assert await _admitted(guard, 1, [("a", 10), ("a", 12), ("a", 13)]) == [10]
+        assert broker.seeks == [("a", 11)] and broker.probes == [("a", 11)]
+        # Records fetched before the seek still arrive: dropped, no second probe or seek.
+        assert await _admitted(guard, 1, [("a", 14), ("a", 19)]) == []
+        assert broker.seeks == [("a", 11)] and broker.probes == [("a", 11)]
+        # Fetched again from 11 (with what was delivered already, as duplicates).
+        assert await _admitted(guard, 1, [("a", 10), ("a", 11), ("a", 12), ("a", 13), ("a", 14)]) == [11, 12, 13, 14]
+        # A new hole is probed and sought on its own.
+        assert await _admitted(guard, 1, [("a", 16)]) == []
+        assert broker.seeks == [("a", 11), ("a", 15)] and broker.probes == [("a", 11), ("a", 15)]
+
+    asyncio.run(run())
 
 
-def test_a_hole_still_there_after_the_delay_is_sought_again() -> None:
-    broker = FakeBroker({"a": 10})  # the seek cannot tell the position it replaced
-    guard = broker.guard()
-    assert _admitted(guard, 1, [("a", 12)]) == []
-    broker.now = 9.0
-    assert _admitted(guard, 1, [("a", 13)]) == []
-    assert broker.seeks == [("a", 10)]
-    broker.now = 10.5
-    assert _admitted(guard, 1, [("a", 14)]) == []
-    assert broker.seeks == [("a", 10), ("a", 10)] and broker.probes == [("a", 10)]
+def test_a_hole_not_filled_is_sought_again_even_when_nothing_more_arrives() -> None:
+    async def run() -> None:
+        broker = FakeBroker({"a": 10})
+        guard = broker.guard(reseek_after_s=0.05)
+        assert await _admitted(guard, 1, [("a", 12)]) == []
+        async with asyncio.timeout(5):  # the fetch loop dropped the refetched 10 again: retried
+            while len(broker.seeks) < 3:
+                await asyncio.sleep(0.01)
+        assert set(broker.seeks) == {("a", 10)}
+        assert await _admitted(guard, 1, [("a", 10), ("a", 11), ("a", 12)]) == [10, 11, 12]
+        retries = len(broker.seeks)
+        await asyncio.sleep(0.12)  # filled: the watcher stopped
+        assert len(broker.seeks) == retries
+
+    asyncio.run(run())
+
+
+def test_the_watcher_stops_at_a_new_generation() -> None:
+    async def run() -> None:
+        broker = FakeBroker({"a": 10})
+        guard = broker.guard(reseek_after_s=0.05)
+        assert await _admitted(guard, 1, [("a", 12)]) == []
+        broker.generation = 2
+        assert await _admitted(guard, 2, [("a", 10)]) == [10]
+        await asyncio.sleep(0.12)
+        assert broker.seeks == [("a", 10)]
+
+    asyncio.run(run())
 
 
 def test_a_hole_without_records_is_moved_past_without_a_seek() -> None:
-    broker = FakeBroker({"a": 10}, gaps=frozenset({11, 12}))
+    broker = FakeBroker({"a": 10}, gaps=frozenset({11, 12, 14, 16}))
     guard = broker.guard()
-    assert _admitted(guard, 1, [("a", 10), ("a", 13), ("a", 14)]) == [10, 13, 14]
-    assert broker.probes == [("a", 11)] and not broker.seeks
-    assert guard.tally["hole_skipped"] == 1
+    assert asyncio.run(_admitted(guard, 1, [("a", 10), ("a", 13), ("a", 15), ("a", 17)])) == [10, 13, 15, 17]
+    assert broker.probes == [("a", 11), ("a", 14), ("a", 16)] and not broker.seeks
+    assert guard.tally["hole_skipped"] == 3
 
 
 def test_a_hole_partly_without_records_is_fetched_from_the_first_record() -> None:
     broker = FakeBroker({"a": 10}, gaps=frozenset({10}))
     guard = broker.guard()
-    assert _admitted(guard, 1, [("a", 12)]) == []
+    assert asyncio.run(_admitted(guard, 1, [("a", 12)])) == []
     assert broker.probes == [("a", 10), ("a", 11)]
     assert broker.seeks == [("a", 11)]
+
+
+def test_with_nothing_committed_the_partition_starts_at_its_log_start() -> None:
+    broker = FakeBroker({}, log_start=7)
+    guard = broker.guard()
+    # A record from further on arrives first (fetched before a rebalance): not a start.
+    assert asyncio.run(_admitted(guard, 1, [("a", 3252), ("a", 3253)])) == []
+    assert broker.probes == [("a", 0), ("a", 7)] and broker.seeks == [("a", 7)]
+    assert asyncio.run(_admitted(guard, 1, [("a", 7), ("a", 8)])) == [7, 8]
 
 
 def test_a_new_generation_starts_again_from_the_committed_offsets() -> None:
     broker = FakeBroker({"a": 10, "b": 0})
     guard = broker.guard()
-    assert _admitted(guard, 1, [("a", 10), ("a", 11), ("b", 0)]) == [10, 11, 0]
+    assert asyncio.run(_admitted(guard, 1, [("a", 10), ("a", 11), ("b", 0)])) == [10, 11, 0]
     broker.committed.clear()
     broker.committed["a"] = 11  # another worker committed up to 11 meanwhile; b never
-    assert _admitted(guard, 2, [("a", 11), ("b", 5), ("a", 12)]) == [11, 5, 12]
+    broker.log_start = 5  # and b's log starts at 5 now
+    assert asyncio.run(_admitted(guard, 2, [("a", 11), ("b", 5), ("a", 12)])) == [11, 5, 12]
     result = asyncio.run(guard.admit(2, [("a", 13), ("b", 6)]))
     assert result.next_offsets == {"a": 14, "b": 7}
 
