@@ -86,7 +86,7 @@ def admit(
         want = expected.get(tp)
         ranges = empty.get(tp)
         while ranges and want is not None and want in ranges:
-            want = ranges[want]
+            want = expected[tp] = ranges[want]
         if want is not None and offset < want:
             tally["duplicate"] += 1
         elif want is None or offset == want:

@@ -154,6 +154,12 @@ def test_a_hole_partly_without_records_is_fetched_from_the_first_record() -> Non
     assert asyncio.run(_admitted(guard, 1, [("a", 12)])) == []
     assert broker.probes == [("a", 10), ("a", 11)]
     assert broker.seeks == [("a", 11)]
+    assert asyncio.run(guard.admit(1, [])).next_offsets == {}  # nothing admitted: nothing to commit
+
+
+def test_the_next_offset_moves_past_an_empty_range_even_without_an_admitted_record() -> None:
+    result = admit([("a", 13)], {"a": 10}, {"a": {10: 11}})
+    assert result.holes == {"a": (11, 13)} and result.next_offsets == {"a": 11}
 
 
 def test_with_nothing_committed_the_partition_starts_at_its_log_start() -> None:
