@@ -110,11 +110,17 @@ def test_a_lost_record_is_fetched_again_and_then_admitted_in_order() -> None:
     asyncio.run(run())
 
 
+async def _sought_back_to_10() -> tuple[FakeBroker, OffsetGuard[Hashable]]:
+    """A guard (watcher period 50 ms) that has just sought partition "a" back to offset 10."""
+    broker = FakeBroker({"a": 10})
+    guard = broker.guard(reseek_after_s=0.05)
+    assert await _admitted(guard, 1, [("a", 12)]) == []
+    return broker, guard
+
+
 def test_a_hole_not_filled_is_sought_again_even_when_nothing_more_arrives() -> None:
     async def run() -> None:
-        broker = FakeBroker({"a": 10})
-        guard = broker.guard(reseek_after_s=0.05)
-        assert await _admitted(guard, 1, [("a", 12)]) == []
+        broker, guard = await _sought_back_to_10()
         async with asyncio.timeout(5):  # the fetch loop dropped the refetched 10 again: retried
             while len(broker.seeks) < 3:
                 await asyncio.sleep(0.01)
@@ -129,9 +135,7 @@ def test_a_hole_not_filled_is_sought_again_even_when_nothing_more_arrives() -> N
 
 def test_the_watcher_stops_at_a_new_generation() -> None:
     async def run() -> None:
-        broker = FakeBroker({"a": 10})
-        guard = broker.guard(reseek_after_s=0.05)
-        assert await _admitted(guard, 1, [("a", 12)]) == []
+        broker, guard = await _sought_back_to_10()
         broker.generation = 2
         assert await _admitted(guard, 2, [("a", 10)]) == [10]
         await asyncio.sleep(0.12)
